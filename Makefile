@@ -1,0 +1,53 @@
+# rosterbridge: every command a newcomer needs. `make demo` and `make test` do all set-up themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo sync test bench ui validate check-connection demo-oneroster demo-canvas clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole nightly sync once on the built-in demo district (demo provider + demo Canvas).
+demo: $(STAMP)
+	env -u ONEROSTER_BASE_URL -u CANVAS_BASE_URL $(BIN)/python -m pipeline.sync
+
+## Run the nightly sync once against whatever the environment configures; non-zero exit on failure.
+sync: $(STAMP)
+	$(BIN)/python -m pipeline.sync
+
+## The test suite (fast; benchmarks excluded).
+test: $(STAMP) validate
+	$(BIN)/python -m pytest -m "not bench"
+
+validate: $(STAMP)
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+## Benchmarks: print figures (see BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+## The Dagster UI on http://127.0.0.1:3000 (schedules and sensors run while it is up).
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## What a district runs first with new OneRoster credentials: checks them, writes nothing.
+check-connection: $(STAMP)
+	$(BIN)/python -m pipeline.connectivity
+
+demo-oneroster: $(STAMP)
+	$(BIN)/python -m pipeline.demo.oneroster_server --port 8650
+
+demo-canvas: $(STAMP)
+	$(BIN)/python -m pipeline.demo.canvas_server --port 8660
+
+clean:
+	rm -rf $(VENV) .pytest_cache

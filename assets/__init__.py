@@ -1,0 +1,1 @@
+"""Asset modules in the order data flows: extract -> transform -> upload; passback."""

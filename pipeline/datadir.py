@@ -1,0 +1,111 @@
+"""Where rosterbridge keeps its files, and how it writes them so no reader ever sees half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+DEFAULT_DATA_DIR = "./data"
+SNAPSHOT_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds.
+
+    The rename is atomic on one filesystem, so a concurrent reader sees the old file or the new one.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(final: Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(final: Path, text: str) -> None:
+    atomic_write_bytes(final, text.encode("utf-8"))
+
+
+class DataDir(dg.ConfigurableResource):
+    """The data directory (`ROSTERBRIDGE_DATA_DIR`, default `./data`) and its layout.
+
+    oneroster/<YYYY-MM-DD>/<entity>.parquet (+ rejects/<entity>.parquet): one snapshot per night.
+    canvas/district/*.csv and canvas/term=<key>/*.csv: Canvas SIS-import data sets.
+    gradebook/term=<key>/...: grade passback exports, computed objects and the ledger.
+    demo/: state of the embedded demo servers.
+    """
+
+    root: str = DEFAULT_DATA_DIR
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root).resolve()
+
+    # --- OneRoster snapshots -------------------------------------------------------------------
+    def oneroster_root(self) -> Path:
+        return self.path / "oneroster"
+
+    def snapshot_dir(self, snapshot: str) -> Path:
+        if not SNAPSHOT_NAME.match(snapshot):
+            raise ValueError(f"snapshot name must be YYYY-MM-DD, got {snapshot!r}")
+        return self.oneroster_root() / snapshot
+
+    def entity_path(self, snapshot: str, entity: str) -> Path:
+        return self.snapshot_dir(snapshot) / f"{entity}.parquet"
+
+    def rejects_path(self, snapshot: str, entity: str) -> Path:
+        return self.snapshot_dir(snapshot) / "rejects" / f"{entity}.parquet"
+
+    def snapshots(self) -> list[str]:
+        """Snapshot names, oldest first."""
+        root = self.oneroster_root()
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and SNAPSHOT_NAME.match(p.name))
+
+    def latest_entity_path(self, entity: str) -> Path:
+        """The newest snapshot's file for `entity`; a clear error when no extract has run yet."""
+        for snapshot in reversed(self.snapshots()):
+            candidate = self.entity_path(snapshot, entity)
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(
+            f"no OneRoster snapshot of {entity!r} under {self.oneroster_root()}: "
+            f"materialize oneroster/{entity} first"
+        )
+
+    # --- Canvas SIS-import data sets -------------------------------------------------------------
+    def canvas_dir(self, data_set: str) -> Path:
+        """`data_set` is "district" or a term partition key."""
+        name = "district" if data_set == "district" else f"term={data_set}"
+        return self.path / "canvas" / name
+
+    # --- Grade passback ------------------------------------------------------------------------
+    def gradebook_dir(self, term: str) -> Path:
+        return self.path / "gradebook" / f"term={term}"
+
+    # --- Demo servers --------------------------------------------------------------------------
+    def demo_dir(self) -> Path:
+        return self.path / "demo"
+
+
+def tonight(now: dt.datetime | None = None) -> str:
+    """The snapshot name for a run starting now: the UTC date."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%d")

@@ -1,0 +1,15 @@
+"""Dagster resources: the clients of the two peers, mapping settings and the data directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import settings
+from pipeline.datadir import DataDir
+
+
+def build_resources() -> dict[str, Any]:
+    """The resources every run gets, configured from the environment (see pipeline/settings.py)."""
+    return {
+        "data_dir": DataDir(root=settings.get("ROSTERBRIDGE_DATA_DIR")),
+    }

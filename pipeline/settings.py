@@ -1,0 +1,43 @@
+"""Every environment variable rosterbridge reads: name, default and meaning.
+
+The README's configuration table and `.env.example` list the same variables; `tests/test_settings.py`
+keeps the three in step. Secrets are only ever passed to resources through `dg.EnvVar`, never read here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("ROSTERBRIDGE_DATA_DIR", "./data", "Where snapshots, CSVs, ledgers and demo state are written."),
+    # OneRoster provider (unset ONEROSTER_BASE_URL = embedded demo provider)
+    Setting("ONEROSTER_BASE_URL", "", "Provider base URL ending in /ims/oneroster/v1p1; empty runs the embedded demo provider."),
+    Setting("ONEROSTER_AUTH", "oauth2", "oauth2 (client credentials) or oauth1 (signed requests)."),
+    Setting("ONEROSTER_CLIENT_ID", "", "OAuth client id / consumer key.", secret=True),
+    Setting("ONEROSTER_CLIENT_SECRET", "", "OAuth client secret / consumer secret.", secret=True),
+    Setting("ONEROSTER_TOKEN_URL", "", "OAuth 2 token endpoint (oauth2 only)."),
+    Setting("ONEROSTER_SCOPE", "", "Space-separated OAuth 2 scopes; empty sends none."),
+    Setting("ONEROSTER_OAUTH1_SIGNATURE_METHOD", "HMAC-SHA256", "HMAC-SHA256 or HMAC-SHA1 (oauth1 only)."),
+    Setting("ONEROSTER_PAGE_SIZE", "1000", "limit= asked per page (providers may cap it)."),
+    Setting("ONEROSTER_MAX_CONCURRENCY", "4", "Pages fetched at once when the total is known."),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def get(name: str) -> str:
+    """The value of a non-secret setting, or its documented default."""
+    setting = BY_NAME[name]
+    if setting.secret:
+        raise KeyError(f"{name} is a secret: pass it to a resource with dg.EnvVar({name!r})")
+    return os.environ.get(name, "") or setting.default
