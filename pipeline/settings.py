@@ -30,6 +30,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ONEROSTER_OAUTH1_SIGNATURE_METHOD", "HMAC-SHA256", "HMAC-SHA256 or HMAC-SHA1 (oauth1 only)."),
     Setting("ONEROSTER_PAGE_SIZE", "1000", "limit= asked per page (providers may cap it)."),
     Setting("ONEROSTER_MAX_CONCURRENCY", "4", "Pages fetched at once when the total is known."),
+    Setting("ONEROSTER_TOKEN_AUTH_METHOD", "basic", "How the token request sends the client id/secret: basic (HTTP Basic) or post (form body)."),
+    Setting("ONEROSTER_EXTRA_HEADERS", "", 'JSON object of extra headers sent on every API request, e.g. {"x-vendor-authorization": "key:secret"}.', secret=True),
+    Setting("ONEROSTER_TIMEOUT_SECONDS", "60", "Per-request timeout (connect, read, write) in seconds."),
+    Setting("ONEROSTER_MAX_RETRIES", "5", "Retries per request on 429, 5xx, timeouts and connection errors."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -41,3 +45,32 @@ def get(name: str) -> str:
     if setting.secret:
         raise KeyError(f"{name} is a secret: pass it to a resource with dg.EnvVar({name!r})")
     return os.environ.get(name, "") or setting.default
+
+
+def get_int(name: str, *, minimum: int = 0) -> int:
+    """A whole-number setting; a clear error naming the variable when it is not one."""
+    value = get(name)
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def get_float(name: str, *, minimum: float = 0.0) -> float:
+    """A decimal setting; a clear error naming the variable when it is not one."""
+    value = get(name)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def is_set(name: str) -> bool:
+    """Whether the environment sets `name` (secrets included: this never reads their value out)."""
+    return bool(os.environ.get(name, ""))
