@@ -49,23 +49,20 @@ def get(name: str) -> str:
 
 def get_int(name: str, *, minimum: int = 0) -> int:
     """A whole-number setting; a clear error naming the variable when it is not one."""
-    value = get(name)
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {number}")
-    return number
+    return _get_number(name, int, "a whole number", minimum)
 
 
 def get_float(name: str, *, minimum: float = 0.0) -> float:
     """A decimal setting; a clear error naming the variable when it is not one."""
+    return _get_number(name, float, "a number", minimum)
+
+
+def _get_number(name: str, parse, kind: str, minimum):
     value = get(name)
     try:
-        number = float(value)
+        number = parse(value)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be {kind}, got {value!r}") from None
     if number < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {number}")
     return number
