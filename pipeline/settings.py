@@ -34,6 +34,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ONEROSTER_EXTRA_HEADERS", "", 'JSON object of extra headers sent on every API request, e.g. {"x-vendor-authorization": "key:secret"}.', secret=True),
     Setting("ONEROSTER_TIMEOUT_SECONDS", "60", "Per-request timeout (connect, read, write) in seconds."),
     Setting("ONEROSTER_MAX_RETRIES", "5", "Retries per request on 429, 5xx, timeouts and connection errors."),
+    # Canvas (unset CANVAS_BASE_URL = embedded demo Canvas)
+    Setting("CANVAS_BASE_URL", "", "Canvas root URL, e.g. https://district.instructure.com; empty runs the embedded demo Canvas."),
+    Setting("CANVAS_ACCESS_TOKEN", "", "API token of a Canvas admin allowed to run SIS imports.", secret=True),
+    Setting("CANVAS_ACCOUNT_ID", "self", "Root account id for SIS imports; self = the token user's root account."),
+    Setting("CANVAS_TIMEOUT_SECONDS", "60", "Per-request timeout to Canvas in seconds."),
+    Setting("CANVAS_MAX_RETRIES", "5", "Retries per Canvas request on throttling (403 Rate Limit Exceeded, 429), 5xx and timeouts."),
+    Setting("CANVAS_DIFFING_PREFIX", "rosterbridge", "Prefix of each data set's diffing_data_set_identifier (<prefix>:district, <prefix>:term:<key>); keep it stable."),
+    Setting("CANVAS_CHANGE_THRESHOLD", "10", "change_threshold (1-100 %) sent with every diffed import."),
+    Setting("ROSTERBRIDGE_MASS_DELETE_THRESHOLD_PERCENT", "10", "Block an upload when more than this % of users, courses, sections or enrollments would disappear or turn deleted."),
+    # Nightly schedule
+    Setting("ROSTERBRIDGE_SCHEDULE_CRON", "0 2 * * *", "Cron of the nightly sync schedule."),
+    Setting("ROSTERBRIDGE_SCHEDULE_TIMEZONE", "America/New_York", "Timezone the nightly cron is read in."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
