@@ -46,6 +46,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Nightly schedule
     Setting("ROSTERBRIDGE_SCHEDULE_CRON", "0 2 * * *", "Cron of the nightly sync schedule."),
     Setting("ROSTERBRIDGE_SCHEDULE_TIMEZONE", "America/New_York", "Timezone the nightly cron is read in."),
+    # Extract
+    Setting("ONEROSTER_EXTRACT_DEMOGRAPHICS", "false", "true also extracts oneroster/demographics (sensitive; Canvas does not need it)."),
+    Setting("ROSTERBRIDGE_MAX_REJECT_SHARE", "0.05", "Share (0-1) of an entity's records that may be rejected before its record check blocks the run."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
