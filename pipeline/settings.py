@@ -49,6 +49,20 @@ SETTINGS: tuple[Setting, ...] = (
     # Extract
     Setting("ONEROSTER_EXTRACT_DEMOGRAPHICS", "false", "true also extracts oneroster/demographics (sensitive; Canvas does not need it)."),
     Setting("ROSTERBRIDGE_MAX_REJECT_SHARE", "0.05", "Share (0-1) of an entity's records that may be rejected before its record check blocks the run."),
+    # OneRoster -> Canvas mapping (pipeline/resources/mapping.py, docs/transform.md)
+    Setting("MAPPING_COURSE_MODE", "per_class", "per_class: each class is a Canvas course with one section; per_course_term: each course is one Canvas course per term, its classes are sections."),
+    Setting("MAPPING_TERM_TYPES", "term,semester,schoolYear", "academicSession types that are Canvas terms and school_term partitions (comma-separated)."),
+    Setting("MAPPING_ROLES", "student=student,teacher=teacher,aide=ta", "OneRoster enrollment role = Canvas role, comma-separated; roles not listed (administrator, proctor, ...) are skipped."),
+    Setting("MAPPING_LOGIN_ID_FROM", "username", "Where a user's Canvas login_id comes from: username, email or identifier."),
+    Setting("MAPPING_AUTHENTICATION_PROVIDER_ID", "", "authentication_provider_id for every user (e.g. google, saml, 7); empty = the account default."),
+    Setting("MAPPING_NEW_COURSE_STATUS", "active", "Status of active courses: active (new courses unpublished) or published."),
+    Setting("MAPPING_ENROLLMENT_DROP_STATUS", "inactive", "What an enrollment the SIS stops sending becomes (diffing_drop_status): deleted, inactive, completed or deleted_last_completed."),
+    Setting("MAPPING_DISABLED_USER_STATUS", "suspended", "Status of users with enabledUser=false: suspended, deleted or active."),
+    Setting("MAPPING_OBSERVERS", "false", "true adds guardians (parent, guardian, relative) to users.csv and their agents links to user_observers.csv."),
+    Setting("MAPPING_ROOT_ACCOUNT_ID", "", "SIS id of the Canvas account the top-level orgs go under; empty = the root account."),
+    Setting("MAPPING_ACCOUNT_ID_FROM", "sourcedId", "Canvas account_id of an org: sourcedId or identifier (falls back to sourcedId when blank)."),
+    Setting("MAPPING_ACCOUNT_NAME_TEMPLATE", "{name}", "Canvas account name; placeholders {name}, {identifier}, {type}, {sourcedId}."),
+    Setting("MAPPING_TERM_NAME_TEMPLATE", "{title}", "Canvas term name; placeholders {title}, {schoolYear}, {type}, {sourcedId}."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
