@@ -6,10 +6,12 @@ from typing import Any
 
 from pipeline import settings
 from pipeline.datadir import DataDir
+from pipeline.resources.oneroster import oneroster_from_env
 
 
 def build_resources() -> dict[str, Any]:
     """The resources every run gets, configured from the environment (see pipeline/settings.py)."""
     return {
         "data_dir": DataDir(root=settings.get("ROSTERBRIDGE_DATA_DIR")),
+        "oneroster": oneroster_from_env(),
     }

@@ -1,0 +1,699 @@
+"""The OneRoster 1.1 REST client: a Dagster resource that opens sessions against one provider.
+
+A session owns one httpx2.Client shared by its worker threads. It authenticates (see oneroster_auth),
+retries what is worth retrying (pipeline.http), turns every other failure into a `OneRosterError` that
+names the endpoint and the provider's statusInfoSet, and pages collections by limit/offset. When the
+provider reports X-Total-Count the remaining pages are fetched concurrently, yet yielded in offset order
+with at most `max_concurrency` pages held at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import dagster as dg
+import httpx2
+from pydantic import Field
+
+from pipeline import settings
+from pipeline.http import RetryPolicy, send_with_retries
+from pipeline.resources.oneroster_auth import (
+    OAUTH1_SIGNATURE_METHODS,
+    TOKEN_AUTH_METHODS,
+    Credentials,
+    TokenRequestError,
+    request_auth,
+)
+
+BASE_PATH = "/ims/oneroster/v1p1"
+AUTH_SCHEMES = ("oauth2", "oauth1")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+log = dg.get_dagster_logger("rosterbridge.oneroster")
+
+
+# --- Errors ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    """One imsx_StatusInfo of a provider's statusInfoSet, whatever shape the provider wrote it in."""
+
+    code_major: str | None = None
+    severity: str | None = None
+    code_minor: str | None = None
+    description: str | None = None
+
+    def __str__(self) -> str:
+        parts = [
+            f"{label}={value}"
+            for label, value in (
+                ("codeMajor", self.code_major),
+                ("severity", self.severity),
+                ("codeMinor", self.code_minor),
+                ("description", self.description),
+            )
+            if value
+        ]
+        return ", ".join(parts)
+
+
+class OneRosterError(Exception):
+    """A OneRoster call failed. `endpoint` is the path (e.g. "/users"), `status_code` the HTTP status
+    (None for a transport failure), `status_info` the provider's statusInfoSet entry when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        status_code: int | None = None,
+        status_info: StatusInfo | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status_code = status_code
+        self.status_info = status_info
+
+
+def parse_status_info(payload: Any) -> StatusInfo | None:
+    """The most relevant status of a response body (its first failure, else its first entry).
+
+    Accepts `statusInfoSet` as a list or a single object, `imsx_` or bare keys in any case, codeMinor as
+    the nested `imsx_CodeMinor.imsx_codeMinorField[].imsx_codeMinorFieldValue`, a flat string, or the
+    older `{CodeMajor, Severity, CodeMinor, Description}` shape.
+    """
+    if not isinstance(payload, Mapping):
+        return None
+    entries: Any = None
+    for key, value in payload.items():
+        if _bare(key) in ("statusinfoset", "statusinfo"):
+            entries = value
+            break
+    if entries is None and any(_bare(k) in ("codemajor", "codeminor") for k in payload):
+        entries = payload
+    if isinstance(entries, Mapping):
+        entries = [entries]
+    if not isinstance(entries, list):
+        return None
+    infos = [_status_info(e) for e in entries if isinstance(e, Mapping)]
+    if not infos:
+        return None
+    failures = [i for i in infos if (i.code_major or "").lower() == "failure"]
+    return (failures or infos)[0]
+
+
+def _bare(key: Any) -> str:
+    key = str(key).lower()
+    return key.removeprefix("imsx_")
+
+
+def _status_info(entry: Mapping) -> StatusInfo:
+    fields = {_bare(k): v for k, v in entry.items()}
+    return StatusInfo(
+        code_major=_text(fields.get("codemajor")),
+        severity=_text(fields.get("severity")),
+        code_minor=_code_minor(fields.get("codeminor")),
+        description=_text(fields.get("description")),
+    )
+
+
+def _code_minor(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if _bare(key) in ("codeminorfield", "codeminorfieldvalue"):
+                return _code_minor(inner)
+        return None
+    if isinstance(value, list):
+        found = [v for v in (_code_minor(item) for item in value) if v]
+        return ", ".join(found) or None
+    return _text(value)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (Mapping, list)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+# --- Filters -----------------------------------------------------------------------------------------
+
+
+def filter_expression(field_name: str, operator: str, value: str) -> str:
+    """One OneRoster filter predicate, e.g. `status='active'`; a quote in the value is doubled."""
+    if operator not in ("=", "!=", ">", ">=", "<", "<=", "~"):
+        raise ValueError(f"unsupported OneRoster filter operator {operator!r}")
+    return f"{field_name}{operator}'{value.replace(chr(39), chr(39) * 2)}'"
+
+
+def dateLastModified_filter(since: dt.datetime) -> str:  # noqa: N802 (named after the OneRoster field)
+    """`dateLastModified>'2024-05-01T12:00:00Z'` for delta reads: pass as params={"filter": ...}.
+
+    Fractions of a second are cut to milliseconds, downwards, so no change is ever skipped.
+    """
+    if since.tzinfo is None:
+        raise ValueError("dateLastModified_filter needs a timezone-aware datetime (UTC is what providers store)")
+    utc = since.astimezone(dt.timezone.utc)
+    stamp = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        stamp += f".{utc.microsecond // 1000:03d}"
+    return filter_expression("dateLastModified", ">", stamp + "Z")
+
+
+# --- Counters ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FetchStats:
+    """What a session sent: HTTP requests (token requests and re-sends included), pages, retries."""
+
+    requests: int = 0
+    pages_fetched: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, requests: int = 0, pages_fetched: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.pages_fetched += pages_fetched
+            self.retries += retries
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.requests, "pages_fetched": self.pages_fetched, "retries": self.retries}
+
+
+# --- Session -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int
+    rows: list
+    total: int | None  # X-Total-Count, when the provider sends it
+    next_url: str | None  # Link rel="next", when the provider sends it (same origin only)
+    says_last: bool  # the provider sends Link headers and this page has no rel="next"
+
+
+class OneRosterSession:
+    """An open connection to one provider. Thread-safe; close it (or use it as a context manager)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: Credentials,
+        extra_headers: Mapping[str, str],
+        page_size: int,
+        max_concurrency: int,
+        timeout_seconds: float,
+        retry_policy: RetryPolicy,
+    ) -> None:
+        self.base_url = base_url
+        self.stats = FetchStats()
+        self.page_size = page_size
+        self.max_concurrency = max_concurrency
+        self._auth, self._tokens = request_auth(credentials, self._post_token_request)
+        self._headers = {"Accept": "application/json", **extra_headers}
+        self._policy = retry_policy
+        # Redacted from every message we build, in case a provider echoes them back.
+        self._secrets = tuple(s for s in (credentials.client_secret, *extra_headers.values()) if len(s) >= 4)
+        self._http = httpx2.Client(
+            timeout=timeout_seconds,
+            limits=httpx2.Limits(max_connections=max_concurrency + 1, max_keepalive_connections=max_concurrency + 1),
+            event_hooks={"request": [lambda _request: self.stats.add(requests=1)]},
+        )
+
+    def __repr__(self) -> str:
+        return f"OneRosterSession(base_url={self.base_url!r}, auth={self._auth!r})"
+
+    def __enter__(self) -> OneRosterSession:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def granted_scopes(self) -> list[str] | None:
+        """Scopes in the token response (fetching the token if need be); None for OAuth 1 or when unsaid."""
+        if self._tokens is None:
+            return None
+        try:
+            return self._tokens.current().scopes
+        except TokenRequestError as exc:
+            raise self._token_error(exc) from None
+
+    # --- single calls ---------------------------------------------------------------------------
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict:
+        response = self._call("GET", path, params=params, ok=(200,))
+        return self._json_object("GET", path, response)
+
+    def put(self, path: str, body: dict) -> httpx2.Response:
+        """Create-or-replace (OneRoster 1.1 has no POST); 200, 201 and 204 are success."""
+        return self._call("PUT", path, json_body=body, ok=(200, 201, 204))
+
+    def delete(self, path: str) -> httpx2.Response:
+        return self._call("DELETE", path, ok=(200, 204))
+
+    # --- collections ----------------------------------------------------------------------------
+    def iter_pages(
+        self, path: str, *, envelope_keys: tuple[str, ...], params: Mapping[str, Any] | None = None
+    ) -> Iterator[list[dict]]:
+        """Every page of a collection, in offset order; stops at an empty page.
+
+        The first page tells the effective page size (providers may cap `limit` silently) and, through
+        X-Total-Count, how many rows there are. With a total the other pages are fetched concurrently;
+        without one they are fetched one after another, following Link rel="next" when present.
+        """
+        first = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=0, limit=self.page_size)
+        if not first.rows:
+            return
+        yield first.rows
+        # The provider's page size, capped or not: paging by it is what makes offsets line up.
+        step = len(first.rows)
+        if first.total is not None:
+            if step < first.total:
+                yield from self._pages_concurrently(path, envelope_keys, params, step=step, total=first.total)
+        else:
+            yield from self._pages_in_sequence(path, envelope_keys, params, previous=first, step=step)
+
+    def fetch_page(
+        self,
+        path: str,
+        *,
+        envelope_keys: tuple[str, ...],
+        params: Mapping[str, Any] | None,
+        offset: int,
+        limit: int,
+        url: str | None = None,
+    ) -> Page:
+        """One page at `offset` (or at the provider's `url`, a Link rel="next", which says its own offset)."""
+        if url:
+            offset = _offset_in(url, default=offset)
+        query = None if url else {**(params or {}), "limit": limit, "offset": offset}
+        response = self._call("GET", url or path, params=query, ok=(200,), endpoint=path)
+        payload = self._json_object("GET", path, response)
+        rows = _envelope_rows(payload, envelope_keys, path)
+        warning = parse_status_info(payload)
+        if warning and (warning.code_major or "").lower() not in ("", "success"):
+            log.warning("GET %s offset=%d: provider status %s", path, offset, warning)
+        self.stats.add(pages_fetched=1)
+        next_url = self._same_origin(response.links.get("next", {}).get("url"), response)
+        return Page(
+            offset=offset,
+            rows=rows,
+            total=_total_count(response),
+            next_url=next_url,
+            says_last=bool(response.links) and next_url is None,
+        )
+
+    def _pages_concurrently(
+        self, path: str, envelope_keys: tuple[str, ...], params, *, step: int, total: int
+    ) -> Iterator[list[dict]]:
+        offsets = iter(range(step, total, step))
+        in_flight: deque[tuple[int, Future[Page]]] = deque()
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="oneroster-page")
+
+        def submit_next() -> None:
+            offset = next(offsets, None)
+            if offset is not None:
+                future = pool.submit(
+                    self.fetch_page, path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step
+                )
+                in_flight.append((offset, future))
+
+        try:
+            for _ in range(self.max_concurrency):
+                submit_next()
+            largest_total = total
+            while in_flight:
+                offset, future = in_flight.popleft()
+                page = future.result()
+                largest_total = max(largest_total, page.total or 0)
+                expected = min(step, total - offset)
+                if len(page.rows) < expected:
+                    # Rows moved under us (deletions between requests) or the cap shrank: the planned
+                    # offsets no longer line up, so finish one page at a time from where this one ended.
+                    log.warning(
+                        "GET %s offset=%d returned %d rows where %d were expected; continuing sequentially",
+                        path, offset, len(page.rows), expected,
+                    )
+                    for _, pending in in_flight:
+                        pending.cancel()
+                    in_flight.clear()
+                    if page.rows:
+                        yield page.rows
+                    yield from self._pages_in_sequence(path, envelope_keys, params, previous=page, step=step)
+                    return
+                yield page.rows[:expected]
+                submit_next()
+            if largest_total > total:
+                # The collection grew while we read it: read on until the provider runs out.
+                tail = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=total, limit=step)
+                if tail.rows:
+                    yield tail.rows
+                    yield from self._pages_in_sequence(path, envelope_keys, params, previous=tail, step=step)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _pages_in_sequence(
+        self, path: str, envelope_keys: tuple[str, ...], params, *, previous: Page, step: int
+    ) -> Iterator[list[dict]]:
+        page = previous
+        while not page.says_last:
+            offset = page.offset + len(page.rows)
+            page = self.fetch_page(
+                path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=page.next_url
+            )
+            if not page.rows:
+                return
+            yield page.rows
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        ok: tuple[int, ...],
+        params: Mapping[str, Any] | None = None,
+        json_body: dict | None = None,
+        endpoint: str | None = None,
+    ) -> httpx2.Response:
+        endpoint = endpoint or path_or_url
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self.base_url + path_or_url
+
+        def send() -> httpx2.Response:
+            request = self._http.build_request(method, url, params=params, json=json_body, headers=self._headers)
+            return self._http.send(request, auth=self._auth)
+
+        def on_retry(attempt: int, reason: str, delay: float) -> None:
+            self.stats.add(retries=1)
+            log.warning("%s %s: %s, retry %d in %.1fs", method, endpoint, reason, attempt, delay)
+
+        try:
+            response = send_with_retries(send, self._policy, on_retry=on_retry)
+        except TokenRequestError as exc:
+            raise self._token_error(exc) from None
+        except httpx2.TransportError as exc:
+            raise OneRosterError(
+                f"{method} {url} failed after {self._policy.max_retries} retries: {type(exc).__name__}: "
+                f"{self._redact(str(exc))}",
+                endpoint=endpoint,
+            ) from None
+        if response.status_code not in ok:
+            raise self._http_error(method, endpoint, response)
+        return response
+
+    def _post_token_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send a token request with the API's retry policy (no API auth, no vendor headers)."""
+
+        def on_retry(attempt: int, reason: str, delay: float) -> None:
+            self.stats.add(retries=1)
+            log.warning("POST %s: %s, retry %d in %.1fs", request.url, reason, attempt, delay)
+
+        try:
+            response = send_with_retries(lambda: self._http.send(request), self._policy, on_retry=on_retry)
+        except httpx2.TransportError as exc:
+            raise TokenRequestError(
+                f"token request to {request.url} failed after {self._policy.max_retries} retries: "
+                f"{type(exc).__name__}: {self._redact(str(exc))}; check ONEROSTER_TOKEN_URL",
+                status_code=None,
+            ) from None
+        response.read()
+        return response
+
+    def _token_error(self, exc: TokenRequestError) -> OneRosterError:
+        assert self._tokens is not None
+        return OneRosterError(self._redact(str(exc)), endpoint=self._tokens.token_url, status_code=exc.status_code)
+
+    def _http_error(self, method: str, endpoint: str, response: httpx2.Response) -> OneRosterError:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        status_info = parse_status_info(payload)
+        message = f"{method} {response.request.url} failed: HTTP {response.status_code} {response.reason_phrase}"
+        if status_info:
+            message += f" ({status_info})"
+        elif response.text.strip():
+            message += f": {response.text.strip()[:300]}"
+        if response.status_code in self._policy.retry_statuses:
+            message += f" (still failing after {self._policy.max_retries} retries)"
+        elif response.status_code == 401:
+            message += "; the provider refused the credentials: check ONEROSTER_CLIENT_ID/ONEROSTER_CLIENT_SECRET"
+            if self._tokens is None:
+                message += ", ONEROSTER_OAUTH1_SIGNATURE_METHOD and the server clock"
+            message += " (and ONEROSTER_EXTRA_HEADERS if the provider wants a vendor header)"
+        elif response.status_code == 403:
+            message += "; the credentials lack permission for this endpoint: check ONEROSTER_SCOPE"
+        elif 300 <= response.status_code < 400:
+            message += f" (redirect to {response.headers.get('Location')}): check ONEROSTER_BASE_URL"
+        return OneRosterError(
+            self._redact(message), endpoint=endpoint, status_code=response.status_code, status_info=status_info
+        )
+
+    def _json_object(self, method: str, endpoint: str, response: httpx2.Response) -> dict:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise OneRosterError(
+                f"{method} {response.request.url} returned HTTP {response.status_code} that is not JSON "
+                f"(Content-Type {response.headers.get('Content-Type')!r})",
+                endpoint=endpoint,
+                status_code=response.status_code,
+            ) from None
+        if not isinstance(payload, dict):
+            raise OneRosterError(
+                f"{method} {response.request.url} returned a JSON {type(payload).__name__}, not an object",
+                endpoint=endpoint,
+                status_code=response.status_code,
+            )
+        return payload
+
+    def _same_origin(self, url: str | None, response: httpx2.Response) -> str | None:
+        """A Link URL resolved against the request, kept only if it points into the provider's API
+        (credentials must never follow a link elsewhere)."""
+        if not url:
+            return None
+        resolved = str(response.request.url.join(url))
+        if resolved.startswith(self.base_url + "/"):
+            return resolved
+        log.warning("ignoring Link rel=next outside %s: %s", self.base_url, resolved)
+        return None
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _envelope_rows(payload: dict, envelope_keys: tuple[str, ...], path: str) -> list:
+    for key in envelope_keys:
+        if key in payload:
+            rows = payload[key]
+            if rows is None:
+                return []
+            if not isinstance(rows, list):
+                raise OneRosterError(
+                    f"GET {path}: {key!r} is a JSON {type(rows).__name__}, expected an array", endpoint=path
+                )
+            return rows
+    other_keys = sorted(k for k in payload if _bare(k) != "statusinfoset")
+    if not other_keys:
+        return []  # some providers answer an empty collection with {} or only a status
+    raise OneRosterError(
+        f"GET {path}: response has none of the keys {', '.join(envelope_keys)} (it has {', '.join(other_keys)})",
+        endpoint=path,
+    )
+
+
+def _offset_in(url: str, *, default: int) -> int:
+    values = parse_qs(urlsplit(url).query).get("offset", [])
+    return int(values[0]) if values and values[0].isdigit() else default
+
+
+def _total_count(response: httpx2.Response) -> int | None:
+    value = response.headers.get("X-Total-Count", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+# --- Resource ----------------------------------------------------------------------------------------
+
+
+def validate_base_url(url: str) -> str:
+    """The base URL without a trailing slash; a clear error unless it is https (or loopback http) and
+    ends in /ims/oneroster/v1p1."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if not parts.path.endswith(BASE_PATH) or not parts.hostname:
+        raise ValueError(
+            f"ONEROSTER_BASE_URL must be the provider's URL ending in {BASE_PATH} "
+            f"(e.g. https://sis.example.org{BASE_PATH}), got {url!r}"
+        )
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        raise ValueError(f"ONEROSTER_BASE_URL must use https (plain http only for 127.0.0.1), got {url!r}")
+    if parts.username or parts.password or parts.query:
+        raise ValueError("ONEROSTER_BASE_URL must not carry credentials or a query string")
+    return url
+
+
+class OneRosterClient(dg.ConfigurableResource):
+    """A OneRoster 1.1 provider (ONEROSTER_* environment variables; see pipeline/settings.py).
+
+    `base_url` empty means the embedded demo provider. `extra_headers_json` is the JSON form of extra
+    headers (ONEROSTER_EXTRA_HEADERS through dg.EnvVar, because vendor headers carry secrets); it is
+    merged over `extra_headers`.
+    """
+
+    base_url: str = ""
+    auth: str = "oauth2"
+    client_id: str = Field(default="", repr=False)
+    client_secret: str = Field(default="", repr=False)
+    token_url: str = ""
+    scope: str = ""
+    token_auth_method: str = "client_secret_basic"
+    oauth1_signature_method: str = "HMAC-SHA256"
+    extra_headers: dict[str, str] = Field(default={}, repr=False)
+    extra_headers_json: str = Field(default="", repr=False)
+    page_size: int = 1000
+    max_concurrency: int = 4
+    timeout_seconds: float = 60
+    max_retries: int = 5
+    data_dir: str = "./data"
+
+    def open(self) -> OneRosterSession:
+        """A session (a context manager). With no base URL, starts (once per process) the demo provider."""
+        if not self.base_url:
+            return self._open_demo()
+        return self._open(
+            base_url=validate_base_url(self.base_url),
+            auth=self.auth,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            token_url=self.token_url,
+        )
+
+    def _open_demo(self) -> OneRosterSession:
+        from pipeline.demo.oneroster_server import embedded_provider  # the demo is only loaded when used
+
+        provider = embedded_provider(self.data_dir)
+        return self._open(
+            base_url=provider.base_url,
+            auth="oauth2",
+            client_id=provider.client_id,
+            client_secret=provider.client_secret,
+            token_url=provider.token_url,
+        )
+
+    def _open(self, *, base_url: str, auth: str, client_id: str, client_secret: str, token_url: str) -> OneRosterSession:
+        self._check_settings(auth, client_id, client_secret, token_url)
+        credentials = Credentials(
+            scheme=auth,
+            client_id=client_id,
+            client_secret=client_secret,
+            token_url=token_url,
+            scope=self.scope,
+            token_auth_method=self.token_auth_method,
+            signature_method=self.oauth1_signature_method,
+        )
+        return OneRosterSession(
+            base_url=base_url,
+            credentials=credentials,
+            extra_headers=self._headers(),
+            page_size=self.page_size,
+            max_concurrency=self.max_concurrency,
+            timeout_seconds=self.timeout_seconds,
+            retry_policy=RetryPolicy(max_retries=self.max_retries),
+        )
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.extra_headers)
+        if self.extra_headers_json.strip():
+            try:
+                parsed = json.loads(self.extra_headers_json)
+            except ValueError:
+                parsed = None  # the message must not quote the value: it holds vendor secrets
+            if not isinstance(parsed, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+            ):
+                raise ValueError(
+                    'ONEROSTER_EXTRA_HEADERS must be a JSON object of header names to string values, '
+                    'e.g. {"x-vendor-authorization": "key:secret"}'
+                )
+            headers.update(parsed)
+        return headers
+
+    def _check_settings(self, auth: str, client_id: str, client_secret: str, token_url: str) -> None:
+        problems = []
+        if auth not in AUTH_SCHEMES:
+            problems.append(f"ONEROSTER_AUTH must be oauth2 or oauth1, got {auth!r}")
+        if not client_id or not client_secret:
+            problems.append("ONEROSTER_CLIENT_ID and ONEROSTER_CLIENT_SECRET must both be set")
+        if auth == "oauth2":
+            if not token_url:
+                problems.append("ONEROSTER_TOKEN_URL must be set for oauth2")
+            elif urlsplit(token_url).scheme not in ("https", "http"):
+                problems.append(f"ONEROSTER_TOKEN_URL must be an http(s) URL, got {token_url!r}")
+            if self.token_auth_method not in TOKEN_AUTH_METHODS:
+                problems.append(f"ONEROSTER_TOKEN_AUTH_METHOD must be basic or post, got {self.token_auth_method!r}")
+        if auth == "oauth1" and self.oauth1_signature_method not in OAUTH1_SIGNATURE_METHODS:
+            problems.append(
+                f"ONEROSTER_OAUTH1_SIGNATURE_METHOD must be HMAC-SHA256 or HMAC-SHA1, got {self.oauth1_signature_method!r}"
+            )
+        if self.page_size < 1:
+            problems.append(f"ONEROSTER_PAGE_SIZE must be at least 1, got {self.page_size}")
+        if self.max_concurrency < 1:
+            problems.append(f"ONEROSTER_MAX_CONCURRENCY must be at least 1, got {self.max_concurrency}")
+        if self.timeout_seconds <= 0:
+            problems.append(f"ONEROSTER_TIMEOUT_SECONDS must be positive, got {self.timeout_seconds}")
+        if self.max_retries < 0:
+            problems.append(f"ONEROSTER_MAX_RETRIES must be 0 or more, got {self.max_retries}")
+        if problems:
+            raise ValueError("OneRoster client misconfigured: " + "; ".join(problems))
+
+
+def oneroster_from_env() -> OneRosterClient:
+    """The client the environment configures; secrets travel as dg.EnvVar, resolved at run launch."""
+    base_url = settings.get("ONEROSTER_BASE_URL")
+    config: dict[str, Any] = dict(
+        base_url=base_url,
+        auth=settings.get("ONEROSTER_AUTH"),
+        token_url=settings.get("ONEROSTER_TOKEN_URL"),
+        scope=settings.get("ONEROSTER_SCOPE"),
+        token_auth_method=TOKEN_AUTH_METHODS.get(
+            settings.get("ONEROSTER_TOKEN_AUTH_METHOD"), settings.get("ONEROSTER_TOKEN_AUTH_METHOD")
+        ),
+        oauth1_signature_method=settings.get("ONEROSTER_OAUTH1_SIGNATURE_METHOD"),
+        page_size=settings.get_int("ONEROSTER_PAGE_SIZE", minimum=1),
+        max_concurrency=settings.get_int("ONEROSTER_MAX_CONCURRENCY", minimum=1),
+        timeout_seconds=settings.get_float("ONEROSTER_TIMEOUT_SECONDS", minimum=0.001),
+        max_retries=settings.get_int("ONEROSTER_MAX_RETRIES"),
+        data_dir=settings.get("ROSTERBRIDGE_DATA_DIR"),
+    )
+    if base_url:
+        config["client_id"] = dg.EnvVar("ONEROSTER_CLIENT_ID")
+        config["client_secret"] = dg.EnvVar("ONEROSTER_CLIENT_SECRET")
+        if settings.is_set("ONEROSTER_EXTRA_HEADERS"):
+            config["extra_headers_json"] = dg.EnvVar("ONEROSTER_EXTRA_HEADERS")
+    return OneRosterClient(**config)
+
+
+@contextlib.contextmanager
+def resolved_session(client: OneRosterClient) -> Iterator[OneRosterSession]:
+    """Open `client` outside a Dagster run (CLI tools): dg.EnvVar fields are resolved first."""
+    with client.process_config_and_initialize().open() as session:
+        yield session
