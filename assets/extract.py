@@ -1,0 +1,339 @@
+"""Extract assets: one per OneRoster entity, streamed from the provider into tonight's Parquet snapshot.
+
+Each asset writes `oneroster/<YYYY-MM-DD>/<entity>.parquet` (the fixed schema of
+`pipeline.oneroster.schema`) and `oneroster/<YYYY-MM-DD>/rejects/<entity>.parquet` (records that broke
+a rule, with the rule). Pages are normalised and checked as they arrive and written a row group at a
+time, so memory does not grow with the district; duplicates and references are checked afterwards by
+DuckDB over the written file, and the file is rewritten without those rejects only when there are any.
+Both files appear atomically: a reader sees last night's file or tonight's, never half of one.
+"""
+
+
+import collections
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import settings
+from pipeline.datadir import DataDir, atomic_path, tonight
+from pipeline.oneroster import checks
+from pipeline.oneroster.records import PageConverter, redacted_json
+from pipeline.oneroster.schema import DEFAULT_ENTITIES, ENTITIES, REJECTS, Entity
+from pipeline.resources.oneroster import OneRosterClient
+
+GROUP = "oneroster"
+# Rows per Parquet row group: large enough for good compression and scans, small enough that a
+# batch of pages in flight stays a few tens of MB.
+ROW_GROUP_ROWS = 65_536
+# DuckDB spills to disk beyond this, which keeps the snapshot checks of 4M enrollments bounded.
+DUCKDB_MEMORY_LIMIT = "1GB"
+
+
+def asset_key(entity: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, entity])
+
+
+@dataclass
+class ExtractReport:
+    """What one entity's extract wrote: counts for metadata and the record check."""
+
+    path: Path
+    rejects_path: Path
+    rows: int = 0
+    rejected_records: int = 0
+    rejects_by_rule: collections.Counter = field(default_factory=collections.Counter)  # (rule, field) → reject rows
+
+
+class _BatchWriter:
+    """Buffers normalised pages and writes them as row groups of about ROW_GROUP_ROWS rows."""
+
+    def __init__(self, writer: pq.ParquetWriter):
+        self._writer = writer
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def add(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending_rows:
+            table = pa.concat_tables(self._pending)
+            self._writer.write_table(table, row_group_size=table.num_rows)
+            self.rows += table.num_rows
+        self._pending, self._pending_rows = [], 0
+
+
+class UpstreamNotExtracted(Exception):
+    """An entity's references can only be checked once the entities they point at are in the snapshot."""
+
+
+def write_snapshot(entity: Entity, pages: Iterable[Sequence[dict]], data_dir: DataDir, snapshot: str) -> ExtractReport:
+    """Stream `pages` of `entity` into the snapshot's Parquet file and rejects file."""
+    report = ExtractReport(data_dir.entity_path(snapshot, entity.name), data_dir.rejects_path(snapshot, entity.name))
+    referenced = {target: data_dir.entity_path(snapshot, target) for _, target in checks.REFERENCES[entity.name]}
+    absent = sorted(name for name, path in referenced.items() if not path.exists())
+    if absent:
+        raise UpstreamNotExtracted(
+            f"oneroster/{entity.name} is checked against {', '.join(absent)} of the same snapshot ({snapshot}), "
+            f"which {'is' if len(absent) == 1 else 'are'} not extracted yet: materialize "
+            f"{', '.join(f'oneroster/{a}' for a in absent)} first (or together)"
+        )
+    converter = PageConverter(entity)
+    with (
+        atomic_path(report.rejects_path) as rejects_tmp,
+        pq.ParquetWriter(rejects_tmp, REJECTS) as rejects,
+        atomic_path(report.path) as staging,
+    ):
+        with pq.ParquetWriter(staging, entity.schema) as writer:
+            batches = _BatchWriter(writer)
+            for page in pages:
+                table, problems = converter.convert(page)
+                problems = checks.record_problems(entity.name, table, problems)
+                if problems:
+                    table = _drop_rows(table, {p.row for p in problems}, offset=0)
+                    rejects.write_table(_reject_rows(entity.name, page, problems))
+                    report.rejected_records += len({p.row for p in problems})
+                    report.rejects_by_rule.update((p.rule, p.field) for p in problems)
+                batches.add(table)
+            batches.flush()
+        with tempfile.TemporaryDirectory(dir=report.path.parent, prefix=f".{entity.name}.duckdb.") as spill:
+            _apply_snapshot_rules(entity, staging, referenced, spill, rejects, report)
+        report.rows = pq.ParquetFile(staging).metadata.num_rows
+    return report
+
+
+def _apply_snapshot_rules(
+    entity: Entity, staging: Path, referenced: dict[str, Path], spill: str, rejects: pq.ParquetWriter, report: ExtractReport
+) -> None:
+    config = {"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": spill, "preserve_insertion_order": False}
+    with duckdb.connect(":memory:", config=config) as conn:
+        found = checks.snapshot_problems(conn, entity.name, entity.schema, staging, referenced)
+        for batch in found.rejects:
+            rejects.write_batch(batch.cast(REJECTS))
+        for rule, field_, count in found.counts:
+            report.rejects_by_rule[(rule, field_)] += count
+    if len(found.rows_to_drop):
+        report.rejected_records += len(found.rows_to_drop)
+        _rewrite_without(staging, entity.schema, found.rows_to_drop)
+
+
+def _rewrite_without(path: Path, schema: pa.Schema, rows: np.ndarray) -> None:
+    """Rewrite `path` in place (atomically) without the given sorted row numbers, batch by batch."""
+    with atomic_path(path) as rewritten, pq.ParquetWriter(rewritten, schema) as writer:
+        offset = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
+            table = pa.Table.from_batches([batch]).cast(schema)
+            writer.write_table(_drop_rows(table, rows, offset))
+            offset += batch.num_rows
+
+
+def _drop_rows(table: pa.Table, rows: Iterable[int] | np.ndarray, offset: int) -> pa.Table:
+    positions = np.arange(offset, offset + table.num_rows)
+    return table.filter(pa.array(~np.isin(positions, np.fromiter(rows, dtype=np.int64))))
+
+
+def _reject_rows(entity: str, page: Sequence[dict], problems: list[checks.Problem]) -> pa.Table:
+    records = {row: redacted_json(entity, page[row]) for row in {p.row for p in problems}}
+    rows = [
+        {
+            "entity": entity,
+            "sourcedId": _sourced_id(page[p.row]),
+            "rule": p.rule,
+            "field": p.field,
+            "message": p.message,
+            "record": records[p.row],
+        }
+        for p in sorted(problems, key=lambda p: (p.row, p.rule, p.field))
+    ]
+    return pa.Table.from_pylist(rows, schema=REJECTS)
+
+
+def _sourced_id(record: object) -> str | None:
+    value = record.get("sourcedId") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+# --- Dagster definitions ---------------------------------------------------------------------------
+
+def demographics_enabled() -> bool:
+    value = settings.get("ONEROSTER_EXTRACT_DEMOGRAPHICS").strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"ONEROSTER_EXTRACT_DEMOGRAPHICS must be true or false, got {value!r}")
+    return value == "true"
+
+
+def enabled_entities() -> tuple[str, ...]:
+    """The entities the nightly run extracts."""
+    return DEFAULT_ENTITIES + (("demographics",) if demographics_enabled() else ())
+
+
+def nightly_extract_selection() -> dg.AssetSelection:
+    """The extract assets of the nightly run: every entity, demographics only when enabled."""
+    return dg.AssetSelection.assets(*(asset_key(name) for name in enabled_entities()))
+
+
+def _column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f.name, str(f.type), constraints=dg.TableColumnConstraints(nullable=f.nullable))
+            for f in schema
+        ]
+    )
+
+
+def _column_lineage(entity: str) -> dg.TableColumnLineage:
+    """Reference columns hold sourcedIds of the upstream entity they were checked against."""
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=asset_key(target), column_name="sourcedId")]
+            for column, target in checks.REFERENCES[entity]
+        }
+    )
+
+
+def _rejects_table(counts: collections.Counter) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({"rule": rule, "field": f, "rejects": n}) for (rule, f), n in sorted(counts.items())],
+        schema=dg.TableSchema(
+            columns=[dg.TableColumn("rule"), dg.TableColumn("field"), dg.TableColumn("rejects", "int")]
+        ),
+    )
+
+
+def _description(entity: Entity) -> str:
+    text = (
+        f"OneRoster {entity.name} ({entity.path}) as tonight's Parquet snapshot, references flattened to "
+        f"sourcedIds. Records that break a rule go to rejects/{entity.name}.parquet with the rule."
+    )
+    if entity.name == "demographics":
+        text += (
+            " Sensitive and not needed by Canvas: off unless ONEROSTER_EXTRACT_DEMOGRAPHICS=true, and left out "
+            "of the nightly run otherwise."
+        )
+    return text
+
+
+def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
+    upstream = sorted({target for _, target in checks.REFERENCES[entity.name]})
+
+    @dg.asset(
+        key=asset_key(entity.name),
+        group_name=GROUP,
+        kinds={"parquet"},
+        deps=[asset_key(name) for name in upstream],
+        description=_description(entity),
+        tags={"sensitive": "true"} if entity.name == "demographics" else None,
+    )
+    def extract(context: dg.AssetExecutionContext, oneroster: OneRosterClient, data_dir: DataDir) -> dg.MaterializeResult:
+        if entity.name == "demographics" and not demographics_enabled():
+            raise dg.Failure(
+                description=(
+                    "oneroster/demographics is disabled: demographics are sensitive and Canvas does not need them. "
+                    "Set ONEROSTER_EXTRACT_DEMOGRAPHICS=true to extract them."
+                ),
+                allow_retries=False,
+            )
+        started = time.monotonic()
+        snapshot = tonight()
+        with oneroster.open() as session:
+            pages = session.iter_pages(entity.path, envelope_keys=entity.envelope_keys)
+            try:
+                report = write_snapshot(entity, pages, data_dir, snapshot)
+            except UpstreamNotExtracted as missing:
+                raise dg.Failure(description=str(missing), allow_retries=False) from None
+            stats = session.stats
+        if report.rejected_records:
+            context.log.warning(
+                f"{entity.name}: {report.rejected_records} record(s) rejected, see {report.rejects_path}"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": report.rows,
+                "dagster/column_schema": _column_schema(entity.schema),
+                "dagster/column_lineage": _column_lineage(entity.name),
+                "snapshot": snapshot,
+                "path": dg.MetadataValue.path(str(report.path)),
+                "rejects_path": dg.MetadataValue.path(str(report.rejects_path)),
+                "rejected_records": report.rejected_records,
+                "rejects_by_rule": _rejects_table(report.rejects_by_rule),
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "pages_fetched": stats.pages_fetched,
+                "requests": stats.requests,
+                "retries": stats.retries,
+            }
+        )
+
+    return extract
+
+
+def reject_share_limit() -> float:
+    share = settings.get_float("ROSTERBRIDGE_MAX_REJECT_SHARE")
+    if share > 1:
+        raise ValueError(f"ROSTERBRIDGE_MAX_REJECT_SHARE is a share between 0 and 1, got {share}")
+    return share
+
+
+def build_record_check(entity: Entity) -> dg.AssetChecksDefinition:
+    key = asset_key(entity.name)
+
+    @dg.asset_check(
+        asset=key,
+        name="record_rules",
+        blocking=True,
+        description=(
+            "Fails (blocking downstream) when more than ROSTERBRIDGE_MAX_REJECT_SHARE of the records broke a "
+            "record rule; warns when some did."
+        ),
+    )
+    def record_rules(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        event = context.instance.get_latest_materialization_event(key)
+        if event is None or event.asset_materialization is None:
+            return dg.AssetCheckResult(
+                passed=False, severity=dg.AssetCheckSeverity.ERROR, description=f"{key.to_user_string()} has not been extracted"
+            )
+        metadata = event.asset_materialization.metadata
+        rows = metadata["dagster/row_count"].value
+        rejected = metadata["rejected_records"].value
+        total = rows + rejected
+        share = rejected / total if total else 0.0
+        limit = reject_share_limit()
+        result_metadata = {
+            "rows": rows,
+            "rejected_records": rejected,
+            "reject_share": round(share, 6),
+            "max_reject_share": limit,
+            "rejects_path": metadata["rejects_path"],
+            "rejects_by_rule": metadata["rejects_by_rule"],
+        }
+        if not rejected:
+            return dg.AssetCheckResult(passed=True, metadata=result_metadata)
+        over = share > limit
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{rejected} of {total} {entity.name} records rejected ({share:.2%}"
+                f"{', over' if over else ', within'} the {limit:.2%} limit); see the rejects file"
+            ),
+            metadata=result_metadata,
+        )
+
+    return record_rules
+
+
+extract_assets = [build_extract_asset(ENTITIES[name]) for name in (*DEFAULT_ENTITIES, "demographics")]
+record_checks = [build_record_check(ENTITIES[name]) for name in (*DEFAULT_ENTITIES, "demographics")]
+
+defs = dg.Definitions(assets=extract_assets, asset_checks=record_checks)

@@ -1,0 +1,218 @@
+"""OneRoster JSON records → flat rows of the fixed Parquet schema (`pipeline.oneroster.schema`).
+
+Reading is lenient where providers are known to differ, strict where a value cannot be trusted:
+
+* GUIDRefs become the sourcedId they point at (a bare string id is accepted too);
+* multi-valued fields become lists (a comma-joined string, as some providers send `periods`, is split);
+* dates are typed: `YYYY-MM-DD`, or the date part of a date-time; date-times need a date and a time,
+  a date alone means midnight UTC, and no offset means UTC;
+* booleans may be JSON booleans, "true"/"false" in any case, or 0/1;
+* numbers are accepted where text is expected (identifiers sent as numbers);
+* unknown fields are ignored, and `password` is never read.
+
+A value that cannot be read becomes null and a `Problem` (rule `date_format`, `boolean_format` or
+`wrong_type`) naming the record's position in the page, so the record checks can reject it.
+Conversion is column by column with one converter per column; the common all-valid page takes a
+fast path, and only a page with a bad value is walked value by value to find it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.oneroster import checks
+from pipeline.oneroster.checks import Problem, field_name
+from pipeline.oneroster.schema import TIMESTAMP, USER_ID, Entity
+
+
+class BadValue(ValueError):
+    def __init__(self, rule: str, message: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+Converter = Callable[[Any], Any]
+
+_BOOLEANS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False}
+
+
+def to_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    # Type-checked first: 1.0 == 1 == True as dict keys, and a float is no boolean.
+    kind = type(value)
+    key = value.strip().lower() if kind is str else value if kind is bool or kind is int else None
+    try:
+        return _BOOLEANS[key]
+    except KeyError:
+        raise BadValue(checks.BOOLEAN_FORMAT, "must be true/false (or 1/0)") from None
+
+
+def to_text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise BadValue(checks.WRONG_TYPE, f"must be text, not {type(value).__name__}")
+
+
+def to_ref(value: Any) -> str | None:
+    """A GUIDRef `{"href", "sourcedId", "type"}` → its sourcedId."""
+    if type(value) is dict:
+        value = value.get("sourcedId")
+        if value is None:
+            raise BadValue(checks.WRONG_TYPE, "is a reference without a sourcedId")
+    return to_text(value)
+
+
+def _list_of(item: Converter) -> Converter:
+    def convert(value: Any) -> list | None:
+        if value is None:
+            return None
+        if type(value) is str:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if type(value) is not list:
+            raise BadValue(checks.WRONG_TYPE, f"must be a list, not {type(value).__name__}")
+        return [item(v) for v in value]
+
+    return convert
+
+
+_DATE_MESSAGE = "must be a date YYYY-MM-DD"
+_TIMESTAMP_MESSAGE = "must be an ISO 8601 date-time"
+
+
+def _starts_with_date(text: str) -> bool:
+    # Python also reads ISO basic and week dates (20240820, 2024-W34-2); OneRoster writes YYYY-MM-DD.
+    return len(text) >= 10 and text[4] == "-" and text[7] == "-"
+
+
+# Bulk feeds repeat the same few dates millions of times, hence the caches.
+@functools.lru_cache(maxsize=65536)
+def _parse_date(text: str) -> dt.date:
+    try:
+        if not _starts_with_date(text) or (len(text) > 10 and text[10] not in "T "):
+            raise ValueError(text)
+        return dt.date.fromisoformat(text[:10])
+    except ValueError:
+        raise BadValue(checks.DATE_FORMAT, _DATE_MESSAGE) from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_timestamp(text: str) -> dt.datetime:
+    try:
+        if not _starts_with_date(text):
+            raise ValueError(text)
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadValue(checks.DATE_FORMAT, _TIMESTAMP_MESSAGE) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _text_parsed_by(parse: Callable[[str], Any], message: str) -> Converter:
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is not str:
+            raise BadValue(checks.DATE_FORMAT, message)
+        return parse(value)
+
+    return convert
+
+
+to_date = _text_parsed_by(_parse_date, _DATE_MESSAGE)
+to_timestamp = _text_parsed_by(_parse_timestamp, _TIMESTAMP_MESSAGE)
+
+
+def to_metadata(value: Any) -> str | None:
+    """The provider's extension bag, kept verbatim as JSON text."""
+    if value is None or type(value) is str:
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_user_id(value: Any) -> dict:
+    if type(value) is not dict:
+        raise BadValue(checks.WRONG_TYPE, "must hold {type, identifier} objects")
+    return {"type": to_text(value.get("type")), "identifier": to_text(value.get("identifier"))}
+
+
+def _converter(column: str, type_: pa.DataType) -> Converter:
+    if column == "metadata":
+        return to_metadata
+    if column in checks.REFERENCE_FIELDS:
+        return _list_of(to_ref) if pa.types.is_list(type_) else to_ref
+    if type_ == TIMESTAMP:
+        return to_timestamp
+    if type_ == pa.date32():
+        return to_date
+    if type_ == pa.bool_():
+        return to_bool
+    if type_ == pa.string():
+        return to_text
+    if type_ == pa.list_(pa.string()):
+        return _list_of(to_text)
+    if type_ == pa.list_(USER_ID):
+        return _list_of(to_user_id)
+    raise TypeError(f"no converter for column {column} of type {type_}")
+
+
+class PageConverter:
+    """Turns pages of one entity's JSON records into Arrow tables of its schema."""
+
+    def __init__(self, entity: Entity):
+        self.entity = entity
+        self._columns = [
+            (column, field_name(entity.name, column), _converter(column, entity.schema.field(column).type))
+            for column in entity.schema.names
+        ]
+
+    def convert(self, records: Sequence[Any]) -> tuple[pa.Table, list[Problem]]:
+        """All records of the page as rows (bad values null) and the problems found on the way."""
+        problems: list[Problem] = []
+        if not all(type(r) is dict for r in records):
+            problems += [Problem(i, checks.WRONG_TYPE, "", "record is not a JSON object") for i, r in enumerate(records) if type(r) is not dict]
+            records = [r if type(r) is dict else {} for r in records]
+        arrays = []
+        for column, field, convert in self._columns:
+            try:
+                values = [convert(r.get(field)) for r in records]
+            except (BadValue, AttributeError, TypeError, ValueError):
+                values = self._convert_slowly(records, field, convert, problems)
+            arrays.append(pa.array(values, type=self.entity.schema.field(column).type))
+        return pa.Table.from_arrays(arrays, schema=self.entity.schema.with_metadata(None)), problems
+
+    def _convert_slowly(self, records: Sequence[dict], field: str, convert: Converter, problems: list[Problem]) -> list:
+        values = []
+        personal = checks.is_personal(self.entity.name, field)
+        for i, record in enumerate(records):
+            raw = record.get(field)
+            try:
+                values.append(convert(raw))
+            except BadValue as bad:
+                values.append(None)
+                value = "" if personal else f" {_clip(raw)}"
+                problems.append(Problem(i, bad.rule, field, f"{field}{value} {bad}"))
+            except (AttributeError, TypeError, ValueError):
+                values.append(None)
+                problems.append(Problem(i, checks.WRONG_TYPE, field, f"{field} has an unreadable value"))
+        return values
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redacted_json(entity: str, record: Any) -> str:
+    """The record as received, without personal fields or the password, for the rejects file."""
+    if type(record) is not dict:
+        return json.dumps(_clip(record))
+    kept = {k: v for k, v in record.items() if k != "password" and not checks.is_personal(entity, k)}
+    return json.dumps(kept, ensure_ascii=False, default=str)

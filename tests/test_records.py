@@ -1,0 +1,162 @@
+"""JSON record → row normalisation and the per-record rules, on hand-made records."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from pipeline.oneroster import checks
+from pipeline.oneroster.records import PageConverter, redacted_json
+from pipeline.oneroster.schema import ENTITIES
+
+UTC = dt.timezone.utc
+
+
+def ref(kind, sourced_id):
+    return {"href": f"https://sis.example/ims/oneroster/v1p1/{kind}s/{sourced_id}", "sourcedId": sourced_id, "type": kind}
+
+
+def base(sourced_id, **fields):
+    return {"sourcedId": sourced_id, "status": "active", "dateLastModified": "2023-05-01T18:25:43.511Z"} | fields
+
+
+def a_class(sourced_id="cls-1", **fields):
+    record = base(
+        sourced_id,
+        title="Physics",
+        classType="scheduled",
+        course=ref("course", "crs-1"),
+        school=ref("org", "org-1"),
+        terms=[ref("academicSession", "t-1"), ref("academicSession", "t-2")],
+    )
+    return record | fields
+
+
+def a_user(sourced_id="usr-1", **fields):
+    record = base(
+        sourced_id,
+        username="ann.o",
+        enabledUser=True,
+        givenName="Ann",
+        familyName="O'Brien",
+        role="student",
+        orgs=[ref("org", "org-1")],
+        email="ann@school.example",
+        password="hunter2",
+    )
+    return record | fields
+
+
+def convert(entity, records):
+    table, problems = PageConverter(ENTITIES[entity]).convert(records)
+    return table, checks.record_problems(entity, table, problems)
+
+
+def test_guidrefs_lists_dates_and_metadata_are_flattened_to_the_schema():
+    table, problems = convert(
+        "classes",
+        [a_class(grades=["09", "10"], periods="1, 2", metadata={"room": "B2", "ünï": 1}, unknownField={"x": 1})],
+    )
+    assert problems == []
+    assert table.schema == ENTITIES["classes"].schema
+    row = table.to_pylist()[0]
+    assert row["courseSourcedId"] == "crs-1"
+    assert row["schoolSourcedId"] == "org-1"
+    assert row["termSourcedIds"] == ["t-1", "t-2"]
+    assert row["grades"] == ["09", "10"]
+    assert row["periods"] == ["1", "2"]  # a comma-joined string, as some providers send it
+    assert json.loads(row["metadata"]) == {"room": "B2", "ünï": 1}
+    assert row["dateLastModified"] == dt.datetime(2023, 5, 1, 18, 25, 43, 511000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(True, True), (False, False), ("true", True), ("FALSE", False), ("True", True), (1, True), (0, False), ("0", False)],
+)
+def test_booleans_in_every_form_providers_send(raw, expected):
+    table, problems = convert("users", [a_user(enabledUser=raw)])
+    assert problems == []
+    assert table.column("enabledUser").to_pylist() == [expected]
+
+
+@pytest.mark.parametrize("raw", ["yes", 2, 1.0, [], "t"])
+def test_anything_else_is_not_a_boolean(raw):
+    _, problems = convert("users", [a_user(enabledUser=raw)])
+    assert [(p.rule, p.field) for p in problems] == [(checks.BOOLEAN_FORMAT, "enabledUser")]
+
+
+def test_dates_are_typed_and_leniently_read():
+    session = base(
+        "t-1", title="Fall", type="term", startDate="2024-08-20", endDate="2024-12-20T00:00:00Z", schoolYear="2025"
+    )
+    table, problems = convert("academicSessions", [session, session | {"sourcedId": "t-2", "dateLastModified": "2023-05-01"}])
+    assert problems == []
+    assert table.column("startDate").to_pylist() == [dt.date(2024, 8, 20)] * 2
+    assert table.column("endDate").to_pylist() == [dt.date(2024, 12, 20)] * 2
+    # A date alone as dateLastModified (seen in CSV-born data) means midnight UTC.
+    assert table.column("dateLastModified").to_pylist()[1] == dt.datetime(2023, 5, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("bad", ["2024/08/20", "20-08-2024", "yesterday", "2024-13-01", 20240820, "20240820", "2024-W34-2", "2024-08-20x"])
+def test_malformed_dates_are_a_date_format_problem_not_also_a_missing_field(bad):
+    session = base("t-1", title="Fall", type="term", startDate=bad, endDate="2024-12-20", schoolYear="2025")
+    table, problems = convert("academicSessions", [session])
+    assert [(p.row, p.rule, p.field) for p in problems] == [(0, checks.DATE_FORMAT, "startDate")]
+    assert table.column("startDate").to_pylist() == [None]
+
+
+def test_required_fields_enums_and_wrong_types_name_the_record_rule_and_field():
+    records = [
+        a_class(),
+        a_class("cls-2", classType="Scheduled"),
+        a_class("cls-3", status="inactive"),
+        {k: v for k, v in a_class("cls-4").items() if k != "course"},
+        a_class("cls-5", terms=[]),
+        a_class("cls-6", title=["not", "text"]),
+        a_class("cls-7", school={"href": "x", "type": "org"}),
+    ]
+    _, problems = convert("classes", records)
+    found = sorted((p.row, p.rule, p.field) for p in problems)
+    assert found == [
+        (1, checks.ENUM, "classType"),
+        (2, checks.ENUM, "status"),
+        (3, checks.REQUIRED, "course"),
+        (4, checks.REQUIRED, "terms"),
+        (5, checks.WRONG_TYPE, "title"),
+        (6, checks.WRONG_TYPE, "school"),
+    ]
+    messages = {p.field: p.message for p in problems}
+    assert messages["classType"] == "classType 'Scheduled' is not one of homeroom|scheduled"
+    assert messages["status"] == "status 'inactive' is not one of active|tobedeleted"
+
+
+def test_enrollment_role_vocabulary_is_narrower_than_user_roles():
+    enrollment = base("e-1", user=ref("user", "u"), **{"class": ref("class", "c")}, school=ref("org", "o"), role="aide")
+    _, problems = convert("enrollments", [enrollment])
+    assert [(p.rule, p.field) for p in problems] == [(checks.ENUM, "role")]
+    _, problems = convert("users", [a_user(role="aide")])
+    assert problems == []
+
+
+def test_a_record_that_is_not_an_object_is_rejected_alone():
+    table, problems = convert("orgs", [base("o-1", name="A", type="school"), "garbage"])
+    assert {(p.row, p.rule) for p in problems} >= {(1, checks.WRONG_TYPE)}
+    assert all(p.row == 1 for p in problems)
+    assert table.column("name").to_pylist() == ["A", None]
+
+
+def test_personal_values_never_reach_messages_or_reject_records():
+    record = a_user(givenName=["Ann"], email={"bad": "ann@school.example"})
+    _, problems = convert("users", [record])
+    assert {p.field for p in problems} == {"givenName", "email"}
+    for problem in problems:
+        assert "Ann" not in problem.message and "ann@" not in problem.message
+    kept = json.loads(redacted_json("users", record))
+    assert "password" not in kept and "givenName" not in kept and "email" not in kept and "username" not in kept
+    assert kept["sourcedId"] == "usr-1" and kept["role"] == "student"
+
+
+def test_password_is_never_a_column():
+    table, _ = convert("users", [a_user()])
+    assert "password" not in table.column_names
+    assert "hunter2" not in str(table.to_pylist())
