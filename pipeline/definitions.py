@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from assets import extract
 from pipeline.resources import build_resources
 
 defs = dg.Definitions.merge(
+    extract.defs,
     dg.Definitions(resources=build_resources()),
 )
