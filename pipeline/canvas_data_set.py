@@ -1,0 +1,149 @@
+"""Canvas SIS-import data sets: which CSVs form one, how they are zipped, and what was last imported.
+
+Two kinds of data set are uploaded: the district-wide one (accounts, terms, users, observers) and one
+per term (courses, sections, enrollments). Each has its own Canvas diffing identifier so a record the
+SIS stops sending is dropped from that data set alone. `last_imported/` keeps the exact files of the
+data set's last successful import: the baseline for skipping unchanged uploads, the mass-delete guard
+and the dry run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.datadir import DataDir, atomic_path, atomic_write_text
+
+DISTRICT = "district"
+DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
+TERM_FILES = ("courses", "sections", "enrollments")
+MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
+LAST_IMPORTED = "last_imported"
+IMPORT_RECORD = "import.json"
+# A fixed timestamp inside the zip keeps identical CSVs byte-identical as a zip too.
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """One SIS-import data set: `name` is "district" or a term partition key."""
+
+    name: str
+    directory: Path
+    files: tuple[str, ...]
+
+    @classmethod
+    def for_name(cls, data_dir: DataDir, name: str) -> DataSet:
+        files = DISTRICT_FILES if name == DISTRICT else TERM_FILES
+        return cls(name=name, directory=data_dir.canvas_dir(name), files=files)
+
+    @property
+    def label(self) -> str:
+        return DISTRICT if self.name == DISTRICT else f"term {self.name}"
+
+    def csv_path(self, file: str) -> Path:
+        return self.directory / f"{file}.csv"
+
+    def last_imported_path(self, file: str) -> Path:
+        return self.directory / LAST_IMPORTED / f"{file}.csv"
+
+    @property
+    def zip_path(self) -> Path:
+        return self.directory / "sis_import.zip"
+
+    @property
+    def result_path(self) -> Path:
+        return self.directory / "sis_import_result.json"
+
+    def missing_files(self) -> list[str]:
+        return [f"{file}.csv" for file in self.files if not self.csv_path(file).is_file()]
+
+    def require_files(self) -> None:
+        missing = self.missing_files()
+        if missing:
+            raise FileNotFoundError(
+                f"{self.label}: {', '.join(missing)} not found in {self.directory}: "
+                f"materialize the canvas/*_csv assets of this data set first"
+            )
+
+    # --- identity ------------------------------------------------------------------------------
+    def diffing_identifier(self, prefix: str) -> str:
+        """Stable per district and term, so Canvas diffs each data set only against itself."""
+        suffix = DISTRICT if self.name == DISTRICT else f"term:{self.name}"
+        identifier = f"{prefix}:{suffix}"
+        if len(identifier.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+            raise ValueError(
+                f"diffing_data_set_identifier {identifier!r} is longer than Canvas's {MAX_IDENTIFIER_BYTES} bytes: "
+                f"shorten CANVAS_DIFFING_PREFIX"
+            )
+        return identifier
+
+    def fingerprints(self) -> dict[str, str]:
+        """sha256 of each current CSV."""
+        return {file: file_sha256(self.csv_path(file)) for file in self.files}
+
+    # --- upload --------------------------------------------------------------------------------
+    def build_zip(self) -> Path:
+        """Zip the data set's CSVs (sorted, fixed timestamps, so equal input gives equal bytes)."""
+        self.require_files()
+        with atomic_path(self.zip_path) as tmp:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                for file in sorted(self.files):
+                    info = zipfile.ZipInfo(f"{file}.csv", date_time=ZIP_TIMESTAMP)
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with archive.open(info, "w") as target, self.csv_path(file).open("rb") as source:
+                        shutil.copyfileobj(source, target, length=1 << 20)
+        return self.zip_path
+
+    # --- last successful import ----------------------------------------------------------------
+    def last_import(self) -> dict[str, Any] | None:
+        """The record of the last successful import ({import_id, workflow_state, sha256, ...}), if any."""
+        record = self.directory / LAST_IMPORTED / IMPORT_RECORD
+        if not record.is_file():
+            return None
+        return json.loads(record.read_text(encoding="utf-8"))
+
+    def unchanged_since_last_import(self) -> bool:
+        """True when every CSV is byte-identical to the one of the last successful import."""
+        last = self.last_import()
+        return last is not None and last.get("sha256") == self.fingerprints()
+
+    def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:
+        """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old."""
+        staging = self.directory / f".{LAST_IMPORTED}.new"
+        retired = self.directory / f".{LAST_IMPORTED}.old"
+        for leftover in (staging, retired):
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for file in self.files:
+            shutil.copyfile(self.csv_path(file), staging / f"{file}.csv")
+        record = {
+            "data_set": self.name,
+            "import_id": sis_import.get("id"),
+            "workflow_state": sis_import.get("workflow_state"),
+            "ended_at": sis_import.get("ended_at"),
+            "sha256": fingerprints,
+        }
+        atomic_write_text(staging / IMPORT_RECORD, json.dumps(record, indent=2, sort_keys=True))
+        current = self.directory / LAST_IMPORTED
+        if current.exists():
+            os.replace(current, retired)
+        os.replace(staging, current)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        atomic_write_text(self.result_path, json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,129 @@
+"""Data sets, zips, diffing identifiers, the record diff behind the mass-delete guard and the dry run."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from pipeline.canvas_data_set import DataSet
+from pipeline.canvas_diff import diff_data_set, mask, mask_record
+
+USERS_HEADER = "user_id,login_id,first_name,last_name,email,status\n"
+TERM = "2026-fall"
+
+
+def user_rows(ids, status="active"):
+    return "".join(f"u{i:04d},login{i:04d},First{i},Last{i},u{i}@example.org,{status}\n" for i in ids)
+
+
+def write_district(data_dir, users: str, observers: str = "") -> DataSet:
+    data_set = DataSet.for_name(data_dir, "district")
+    data_set.directory.mkdir(parents=True, exist_ok=True)
+    data_set.csv_path("accounts").write_text("account_id,parent_account_id,name,status\nA1,,North,active\n")
+    data_set.csv_path("terms").write_text(f"term_id,name,status\n{TERM},Fall,active\n")
+    data_set.csv_path("users").write_text(USERS_HEADER + users)
+    data_set.csv_path("user_observers").write_text("observer_id,student_id,status\n" + observers)
+    return data_set
+
+
+def baseline(data_set: DataSet, import_id: int = 1) -> None:
+    data_set.record_successful_import({"id": import_id, "workflow_state": "imported"}, data_set.fingerprints())
+
+
+def by_file(diff):
+    return {f.file: f for f in diff.files}
+
+
+def test_first_run_has_no_baseline_and_everything_is_created(data_dir):
+    data_set = write_district(data_dir, user_rows(range(20)))
+    diff = diff_data_set(data_set)
+    assert not diff.has_baseline
+    users = by_file(diff)["users"]
+    assert (users.rows, users.created, users.deleted, users.previously_live) == (20, 20, 0, 0)
+    assert diff.mass_deletes(10) == []
+
+
+def test_diff_counts_created_changed_removed_and_turned_deleted(data_dir):
+    data_set = write_district(data_dir, user_rows(range(100)))
+    baseline(data_set)
+    # 0-4 vanish, 5-6 turn deleted, 7 changes its email, 100-102 are new
+    current = user_rows(range(7, 100)).replace("u7@example.org", "new7@example.org")
+    current += user_rows([5, 6], status="deleted") + user_rows([100, 101, 102])
+    data_set.csv_path("users").write_text(USERS_HEADER + current)
+    users = by_file(diff_data_set(data_set))["users"]
+    assert (users.created, users.changed, users.deleted, users.previously_live) == (3, 1, 7, 100)
+    assert users.rows == 98
+    assert users.deleted_percent == pytest.approx(7.0)
+    assert by_file(diff_data_set(data_set))["accounts"].unchanged == 1
+
+
+def test_guard_trips_on_truncated_feed_but_not_on_already_deleted_records(data_dir):
+    data_set = write_district(data_dir, user_rows(range(50)) + user_rows(range(50, 60), status="deleted"))
+    baseline(data_set)
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(25)))
+    diff = diff_data_set(data_set)
+    blocked = diff.mass_deletes(10)
+    assert [f.file for f in blocked] == ["users"]
+    # The ten already-deleted users leaving the feed change nothing in Canvas: 25 of 50 live users go.
+    assert (blocked[0].deleted, blocked[0].previously_live) == (25, 50)
+    assert diff.mass_deletes(60) == []
+
+
+def test_enrollment_identity_uses_canvas_identifying_columns(data_dir):
+    data_set = DataSet.for_name(data_dir, TERM)
+    data_set.directory.mkdir(parents=True)
+    data_set.csv_path("courses").write_text("course_id,short_name,long_name,term_id,status\nC1,C1,Course 1,2026-fall,active\n")
+    data_set.csv_path("sections").write_text("section_id,course_id,name,status\nS1,C1,Section 1,active\n")
+    header = "course_id,section_id,user_id,role,status\n"
+    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,active\nC1,S1,u1,teacher,active\n")
+    baseline(data_set)
+    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,inactive\n")
+    enrollments = by_file(diff_data_set(data_set))["enrollments"]
+    assert (enrollments.changed, enrollments.deleted) == (1, 1)
+    assert {row["change"]: row["role"] for row in enrollments.sample} == {"changed": "student", "deleted": "teacher"}
+
+
+def test_sample_masks_personal_values(data_dir):
+    data_set = write_district(data_dir, user_rows(range(3)))
+    sample = by_file(diff_data_set(data_set))["users"].sample
+    assert sample[0] == {"change": "created", "user_id": "u0***00", "login_id": "lo***00", "first_name": "Fi***t0",
+                         "last_name": "La***t0", "email": "u0***rg", "status": "active"}
+    assert mask("abc") == "***" and mask("") == "" and mask(None) is None
+    assert mask_record({"status": "deleted", "role": "student"}) == {"status": "deleted", "role": "student"}
+
+
+def test_unchanged_detection_and_baseline_swap(data_dir):
+    data_set = write_district(data_dir, user_rows(range(5)))
+    assert not data_set.unchanged_since_last_import()
+    baseline(data_set, import_id=7)
+    assert data_set.unchanged_since_last_import()
+    assert data_set.last_import()["import_id"] == 7
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(6)))
+    assert not data_set.unchanged_since_last_import()
+    baseline(data_set, import_id=8)
+    assert data_set.last_imported_path("users").read_text() == USERS_HEADER + user_rows(range(6))
+    assert sorted(p.name for p in data_set.directory.iterdir() if p.name.startswith(".")) == []
+
+
+def test_zip_is_deterministic_and_holds_every_csv(data_dir):
+    data_set = write_district(data_dir, user_rows(range(5)))
+    first = data_set.build_zip().read_bytes()
+    second = data_set.build_zip().read_bytes()
+    assert first == second
+    with zipfile.ZipFile(data_set.zip_path) as archive:
+        assert archive.namelist() == ["accounts.csv", "terms.csv", "user_observers.csv", "users.csv"]
+        assert archive.read("users.csv").decode() == USERS_HEADER + user_rows(range(5))
+
+
+def test_missing_csv_names_the_file_and_the_assets_to_run(data_dir):
+    data_set = DataSet.for_name(data_dir, TERM)
+    with pytest.raises(FileNotFoundError, match=r"term 2026-fall: courses.csv, sections.csv, enrollments.csv"):
+        data_set.build_zip()
+
+
+def test_diffing_identifiers_are_per_data_set_and_bounded(data_dir):
+    assert DataSet.for_name(data_dir, "district").diffing_identifier("sd42") == "sd42:district"
+    assert DataSet.for_name(data_dir, TERM).diffing_identifier("sd42") == "sd42:term:2026-fall"
+    with pytest.raises(ValueError, match="CANVAS_DIFFING_PREFIX"):
+        DataSet.for_name(data_dir, TERM).diffing_identifier("x" * 120)
