@@ -3,9 +3,11 @@
 import dagster as dg
 
 from assets import extract
+from pipeline import connectivity
 from pipeline.resources import build_resources
 
 defs = dg.Definitions.merge(
     extract.defs,
+    connectivity.defs,
     dg.Definitions(resources=build_resources()),
 )
