@@ -1,0 +1,107 @@
+"""Writing one entity's snapshot from pages: rejects, snapshot rules, atomicity (no provider needed)."""
+
+import pyarrow.parquet as pq
+import pytest
+
+from assets import extract
+from assets.extract import UpstreamNotExtracted, write_snapshot
+from pipeline.oneroster import checks
+from pipeline.oneroster.schema import ENTITIES, REJECTS
+
+NIGHT = "2026-11-26"
+
+
+def ref(kind, sourced_id):
+    return {"href": f"/{kind}s/{sourced_id}", "sourcedId": sourced_id, "type": kind}
+
+
+def base(sourced_id, **fields):
+    return {"sourcedId": sourced_id, "status": "active", "dateLastModified": "2026-11-25T02:00:00Z"} | fields
+
+
+def org(sourced_id, **fields):
+    return base(sourced_id, name=f"School {sourced_id}", type="school") | fields
+
+
+def user(sourced_id, *org_ids, **fields):
+    record = base(
+        sourced_id, username=sourced_id, enabledUser="true", givenName="Zoë", familyName="Ng",
+        role="student", orgs=[ref("org", o) for o in org_ids], password="s3cret",
+    )
+    return record | fields
+
+
+def rejects_of(report):
+    return pq.read_table(report.rejects_path).to_pylist()
+
+
+def test_good_records_flow_and_bad_ones_go_to_rejects_with_their_rule(data_dir):
+    pages = [[org("o1"), org("o2", type="School")], [org("o1", name="again"), org("o3")], []]
+    report = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
+
+    table = pq.read_table(report.path)
+    assert table.schema == ENTITIES["orgs"].schema
+    assert table.column("sourcedId").to_pylist() == ["o1", "o3"]
+    assert table.column("name").to_pylist()[0] == "School o1"  # the first of two duplicates is kept
+    assert (report.rows, report.rejected_records) == (2, 2)
+    assert report.rejects_by_rule == {("enum", "type"): 1, ("duplicate_sourcedId", "sourcedId"): 1}
+    rejects = rejects_of(report)
+    assert pq.read_schema(report.rejects_path) == REJECTS
+    assert [(r["sourcedId"], r["rule"], r["field"]) for r in rejects] == [
+        ("o2", "enum", "type"),
+        ("o1", "duplicate_sourcedId", "sourcedId"),
+    ]
+
+
+def test_references_resolve_against_the_same_snapshot_and_rejects_hold_no_personal_data(data_dir):
+    write_snapshot(ENTITIES["orgs"], [[org("o1"), org("o2")]], data_dir, NIGHT)
+    pages = [[user("u1", "o1"), user("u2", "o1", "o404"), user("u3", "o2")], [user("u4", "o9", givenName=None)]]
+    report = write_snapshot(ENTITIES["users"], pages, data_dir, NIGHT)
+
+    assert pq.read_table(report.path).column("sourcedId").to_pylist() == ["u1", "u3"]
+    rejects = rejects_of(report)
+    assert sorted((r["sourcedId"], r["rule"], r["field"]) for r in rejects) == [
+        ("u2", checks.MISSING_REFERENCE, "orgs"),
+        ("u4", checks.REQUIRED, "givenName"),
+    ]
+    assert "o404" in next(r["message"] for r in rejects if r["sourcedId"] == "u2")
+    text = str(rejects)
+    assert "Zoë" not in text and "Ng" not in text and "s3cret" not in text and "username" not in text
+    assert report.rejected_records == 2
+
+
+def test_a_missing_upstream_entity_fails_before_anything_is_written(data_dir):
+    with pytest.raises(UpstreamNotExtracted, match="materialize oneroster/classes, oneroster/orgs, oneroster/users first"):
+        write_snapshot(ENTITIES["enrollments"], [[]], data_dir, NIGHT)
+    assert not data_dir.entity_path(NIGHT, "enrollments").exists()
+
+
+def test_a_failure_mid_stream_keeps_the_previous_file_and_leaves_no_temporary_files(data_dir):
+    first = write_snapshot(ENTITIES["orgs"], [[org("o1")]], data_dir, NIGHT)
+    before = first.path.read_bytes()
+
+    def pages():
+        yield [org("o2")]
+        raise ConnectionError("provider went away")
+
+    with pytest.raises(ConnectionError):
+        write_snapshot(ENTITIES["orgs"], pages(), data_dir, NIGHT)
+    assert first.path.read_bytes() == before
+    snapshot = first.path.parent
+    assert sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*")) == [
+        "orgs.parquet", "rejects", "rejects/orgs.parquet",
+    ]
+
+
+def test_many_pages_become_row_groups_and_the_rewrite_keeps_order(data_dir, monkeypatch):
+    monkeypatch.setattr(extract, "ROW_GROUP_ROWS", 100)
+    orgs = [org(f"o{i:04d}") for i in range(450)]
+    orgs[10] = org("o0003")  # a duplicate to force the rewrite
+    pages = [orgs[i : i + 30] for i in range(0, len(orgs), 30)]
+    report = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
+
+    parquet = pq.ParquetFile(report.path)
+    assert parquet.metadata.num_row_groups > 1
+    ids = parquet.read().column("sourcedId").to_pylist()
+    assert ids == [o["sourcedId"] for i, o in enumerate(orgs) if i != 10]
+    assert report.rows == 449
