@@ -14,20 +14,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from assets.extract import demographics_enabled
 from pipeline import settings
+from pipeline.oneroster.schema import DEFAULT_ENTITIES, ENTITIES
 from pipeline.resources.oneroster import OneRosterClient, OneRosterError, OneRosterSession, oneroster_from_env
-
-# (path, envelope keys): every collection the nightly extract reads.
-ENDPOINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("/orgs", ("orgs", "schools")),
-    ("/academicSessions", ("academicSessions", "terms")),
-    ("/courses", ("courses",)),
-    ("/classes", ("classes",)),
-    ("/users", ("users", "students", "teachers")),
-    ("/enrollments", ("enrollments",)),
-)
-DEMOGRAPHICS_ENDPOINT = ("/demographics", ("demographics",))
-
 
 @dataclass(frozen=True)
 class EndpointCheck:
@@ -90,7 +80,7 @@ class ConnectivityReport:
 
 def check_connection(client: OneRosterClient, *, include_demographics: bool) -> ConnectivityReport:
     """Run every check against the provider `client` configures (EnvVar fields must be resolved)."""
-    endpoints = ENDPOINTS + ((DEMOGRAPHICS_ENDPOINT,) if include_demographics else ())
+    names = DEFAULT_ENTITIES + (("demographics",) if include_demographics else ())
     with client.open() as session:
         auth = client.auth if client.base_url else "oauth2"
         if auth == "oauth1":
@@ -101,8 +91,8 @@ def check_connection(client: OneRosterClient, *, include_demographics: bool) -> 
         except OneRosterError as exc:
             report.auth_error = str(exc)
             return report
-        for path, envelope_keys in endpoints:
-            report.endpoints.append(_check_endpoint(session, path, envelope_keys))
+        for name in names:
+            report.endpoints.append(_check_endpoint(session, ENTITIES[name].path, ENTITIES[name].envelope_keys))
             if report.endpoints[-1].status_code == 401:
                 break  # the credentials are refused everywhere: one clear line is enough
         stats = session.stats.as_dict()
@@ -134,10 +124,6 @@ def _check_endpoint(session: OneRosterSession, path: str, envelope_keys: tuple[s
         page_cap=rows if capped else None,
         full_page=rows >= limit,
     )
-
-
-def demographics_enabled() -> bool:
-    return settings.get("ONEROSTER_EXTRACT_DEMOGRAPHICS").strip().lower() in ("1", "true", "yes")
 
 
 @dg.op(description="Checks the OneRoster credentials and endpoints; writes nothing.")
@@ -184,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         help="also check /demographics (default: ONEROSTER_EXTRACT_DEMOGRAPHICS)",
     )
     args = parser.parse_args(argv)
-    include_demographics = demographics_enabled() if args.demographics is None else args.demographics
     try:
+        include_demographics = demographics_enabled() if args.demographics is None else args.demographics
         _require_credentials()
         client = oneroster_from_env().process_config_and_initialize()
         report = check_connection(client, include_demographics=include_demographics)
