@@ -300,24 +300,22 @@ class OneRosterSession:
         limit: int,
         url: str | None = None,
     ) -> Page:
-        """One page at `offset` (or at the provider's `url`, a Link rel="next", which says its own offset)."""
-        if url:
-            offset = _offset_in(url, default=offset)
+        """One page at `offset`, or at `url`: a provider's Link rel="next" that pages by something else."""
         query = None if url else {**(params or {}), "limit": limit, "offset": offset}
         response = self._call("GET", url or path, params=query, ok=(200,), endpoint=path)
         payload = self._json_object("GET", path, response)
         rows = _envelope_rows(payload, envelope_keys, path)
-        warning = parse_status_info(payload)
-        if warning and (warning.code_major or "").lower() not in ("", "success"):
-            log.warning("GET %s offset=%d: provider status %s", path, offset, warning)
+        status = parse_status_info(payload)
+        if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
+            log.warning("GET %s offset=%d: provider status %s", path, offset, status)
         self.stats.add(pages_fetched=1)
-        next_url = self._same_origin(response.links.get("next", {}).get("url"), response)
+        links = response.links
         return Page(
             offset=offset,
             rows=rows,
             total=_total_count(response),
-            next_url=next_url,
-            says_last=bool(response.links) and next_url is None,
+            next_url=self._same_origin(links.get("next", {}).get("url"), response),
+            says_last=bool(links) and "next" not in links,
         )
 
     def _pages_concurrently(
@@ -374,10 +372,12 @@ class OneRosterSession:
     ) -> Iterator[list[dict]]:
         page = previous
         while not page.says_last:
-            offset = page.offset + len(page.rows)
-            page = self.fetch_page(
-                path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=page.next_url
-            )
+            offset, url = page.offset + len(page.rows), page.next_url
+            if url and _pages_by_offset(url):
+                # The rows received say where the next page starts, even when a capped provider's link
+                # computes it from the limit asked; the link only tells that there is a next page.
+                url = None
+            page = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=url)
             if not page.rows:
                 return
             yield page.rows
@@ -521,9 +521,8 @@ def _envelope_rows(payload: dict, envelope_keys: tuple[str, ...], path: str) -> 
     )
 
 
-def _offset_in(url: str, *, default: int) -> int:
-    values = parse_qs(urlsplit(url).query).get("offset", [])
-    return int(values[0]) if values and values[0].isdigit() else default
+def _pages_by_offset(url: str) -> bool:
+    return "offset" in parse_qs(urlsplit(url).query)
 
 
 def _total_count(response: httpx2.Response) -> int | None:
