@@ -63,6 +63,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAPPING_ACCOUNT_ID_FROM", "sourcedId", "Canvas account_id of an org: sourcedId or identifier (falls back to sourcedId when blank)."),
     Setting("MAPPING_ACCOUNT_NAME_TEMPLATE", "{name}", "Canvas account name; placeholders {name}, {identifier}, {type}, {sourcedId}."),
     Setting("MAPPING_TERM_NAME_TEMPLATE", "{title}", "Canvas term name; placeholders {title}, {schoolYear}, {type}, {sourcedId}."),
+    # Grade passback (Canvas gradebook -> OneRoster lineItems/results); see docs/passback.md
+    Setting("PASSBACK_ID_NAMESPACE", "rosterbridge", "Namespace of the deterministic (UUIDv5) sourcedIds of categories, lineItems and results; never change it once grades were sent."),
+    Setting("PASSBACK_COURSE_SCORE", "current", "Course grade sent: current (Canvas current score: graded work only) or final (ungraded work counts as 0)."),
+    Setting("PASSBACK_COURSE_GRADES", "true", "Send course grades: one lineItem per class and grading period, results carry the course score."),
+    Setting("PASSBACK_COURSE_GRADE_TITLE", "Course Grade ({grading_period})", "Title of course-grade lineItems; {grading_period} is the grading period's title."),
+    Setting("PASSBACK_COURSE_GRADE_CATEGORY", "Course Grade", "Category (title) of course-grade lineItems."),
+    Setting("PASSBACK_CATEGORY_MODE", "create", "create: PUT one category per assignment-group title; match: use the SIS's existing category with that title (no category writes)."),
+    Setting("PASSBACK_FALLBACK_CATEGORY", "", "match mode: sourcedId of the SIS category used when no title matches; empty = such items are reported, not sent."),
+    Setting("PASSBACK_MISSING", "not_submitted", "Ungraded submissions Canvas marks missing: not_submitted (scoreStatus 'not submitted', score 0) or skip."),
+    Setting("PASSBACK_UNDATED_ITEMS", "last_grading_period", "Assignments without a due date: last_grading_period (due at its end) or skip."),
+    Setting("PASSBACK_TIMEZONE", "UTC", "District time zone (IANA): decides the calendar day of due dates and scoreDates."),
+    Setting("PASSBACK_DELETE_LINE_ITEMS", "false", "true deletes lineItems this pipeline created once their assignment is removed or unmarked for the SIS; false only reports them."),
+    Setting("PASSBACK_SENSOR_COURSES_PER_TICK", "200", "Courses the grade-change sensor checks in Canvas per tick (one API call each): bounds each tick's cost."),
+    Setting("PASSBACK_SENSOR_INTERVAL_SECONDS", "60", "Minimum seconds between grade-change sensor ticks."),
+    Setting("PASSBACK_RESYNC_HOURS", "24", "A course is gathered again after this many hours even when Canvas reports no new grade (catches posting and assignment edits)."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
