@@ -20,6 +20,7 @@ import time
 from base64 import b64encode
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from urllib.parse import quote_plus
 
 import httpx2
 from authlib.common.encoding import to_bytes, to_unicode
@@ -79,6 +80,16 @@ class OAuth1Signer(OAuth1Auth):
         yield request
 
 
+def encode_client_secret_basic(client, method, uri, headers, body):
+    """HTTP Basic client authentication as RFC 6749 §2.3.1 says: id and secret form-urlencoded first.
+
+    (authlib's built-in skips the encoding, which breaks secrets holding `+`, `%`, `:` or spaces.)
+    """
+    pair = f"{quote_plus(client.client_id)}:{quote_plus(client.client_secret or '')}"
+    headers["Authorization"] = f"Basic {to_unicode(b64encode(to_bytes(pair)))}"
+    return uri, headers, body
+
+
 class TokenRequestError(Exception):
     """The token endpoint refused the client credentials or answered something that is not a token."""
 
@@ -125,7 +136,10 @@ class ClientCredentialsTokens:
             )
         self.token_url = token_url
         self._scope = " ".join(scope.split())
-        self._client_auth = OAuth2ClientAuth(client_id, client_secret, TOKEN_AUTH_METHODS[token_auth_method])
+        method = TOKEN_AUTH_METHODS[token_auth_method]
+        self._client_auth = OAuth2ClientAuth(
+            client_id, client_secret, encode_client_secret_basic if method == "client_secret_basic" else method
+        )
         self._post = post_token_request
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
