@@ -34,6 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ONEROSTER_EXTRA_HEADERS", "", 'JSON object of extra headers sent on every API request, e.g. {"x-vendor-authorization": "key:secret"}.', secret=True),
     Setting("ONEROSTER_TIMEOUT_SECONDS", "60", "Per-request timeout (connect, read, write) in seconds."),
     Setting("ONEROSTER_MAX_RETRIES", "5", "Retries per request on 429, 5xx, timeouts and connection errors."),
+    Setting("ROSTERBRIDGE_DEMO_STUDENTS", "300", "Students in the embedded demo provider's synthetic district (used when ONEROSTER_BASE_URL is empty)."),
     # Canvas (unset CANVAS_BASE_URL = embedded demo Canvas)
     Setting("CANVAS_BASE_URL", "", "Canvas root URL, e.g. https://district.instructure.com; empty runs the embedded demo Canvas."),
     Setting("CANVAS_ACCESS_TOKEN", "", "API token of a Canvas admin allowed to run SIS imports.", secret=True),
