@@ -159,6 +159,7 @@ class District:
             raise ValueError(f"a district needs at least one student, got {students}")
         self.students = students
         self.seed = seed
+        self.fingerprint = f"district(students={students}, seed={seed})"
         self.n_schools = max(3, round(students / STUDENTS_PER_SCHOOL))
         self.schools = tuple(self._school(i) for i in range(self.n_schools))
         self._class_offsets = self._prefix(s.classes for s in self.schools)
