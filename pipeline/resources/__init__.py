@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline import settings
 from pipeline.datadir import DataDir
+from pipeline.resources.mapping import MappingSettings
 from pipeline.resources.oneroster import oneroster_from_env
 
 
@@ -14,4 +15,5 @@ def build_resources() -> dict[str, Any]:
     return {
         "data_dir": DataDir(root=settings.get("ROSTERBRIDGE_DATA_DIR")),
         "oneroster": oneroster_from_env(),
+        "mapping": MappingSettings.from_env(),
     }

@@ -1,0 +1,217 @@
+-- The OneRoster -> Canvas mapping shared by every Canvas CSV and by school_term discovery.
+-- Reads the views or_orgs, or_academic_sessions, or_courses, or_classes, or_users, or_enrollments
+-- (columns: pipeline/oneroster/schema.py), the table rb_role_map, the macros rb_account_name and
+-- rb_term_name and the variables set by MappingSettings (pipeline/resources/mapping.py).
+
+-- Canvas strips every value and treats an empty one as missing; doing the same here means a blank
+-- OneRoster field falls back to the next candidate instead of reaching Canvas as "no value".
+CREATE MACRO rb_text(s) AS nullif(trim(s, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)), '');
+CREATE MACRO rb_deleted(status) AS coalesce(lower(trim(status)) = 'tobedeleted', false);
+-- Canvas reads timestamps as UTC: a term runs from the first second of its first day to the last
+-- second of its last day.
+CREATE MACRO rb_start(d) AS strftime(d, '%Y-%m-%dT00:00:00Z');
+CREATE MACRO rb_end(d) AS strftime(d, '%Y-%m-%dT23:59:59Z');
+
+-- ---------------------------------------------------------------------------------------------
+-- Orgs -> accounts. A parent that is not in the snapshot (or the org itself) means "top level":
+-- the account goes under MAPPING_ROOT_ACCOUNT_ID (empty = Canvas's root account).
+CREATE TABLE rb_org AS
+SELECT
+    o.sourcedId AS org_id,
+    CASE WHEN getvariable('account_id_from') = 'identifier'
+         THEN coalesce(rb_text(o.identifier), o.sourcedId) ELSE o.sourcedId END AS account_id,
+    coalesce(rb_text(rb_account_name(rb_text(o.name), rb_text(o.identifier), rb_text(o.type), o.sourcedId)),
+             o.sourcedId) AS name,
+    nullif(rb_text(o.parentSourcedId), o.sourcedId) AS parent_org_id,
+    rb_deleted(o.status) AS deleted
+FROM or_orgs o;
+
+-- Depth in the org tree: Canvas needs every parent listed before its children. Orgs on a parent
+-- cycle are never reached from a top-level org and are reported by rb_org_cycle.
+CREATE TABLE rb_account AS
+WITH RECURSIVE tree(org_id, depth, path) AS (
+    SELECT org_id, 0, [org_id]
+    FROM rb_org
+    WHERE parent_org_id IS NULL OR parent_org_id NOT IN (SELECT org_id FROM rb_org)
+    UNION ALL
+    SELECT child.org_id, tree.depth + 1, list_append(tree.path, child.org_id)
+    FROM tree JOIN rb_org child ON child.parent_org_id = tree.org_id
+    WHERE NOT list_contains(tree.path, child.org_id)
+)
+SELECT
+    o.org_id,
+    o.account_id,
+    coalesce(parent.account_id, getvariable('root_account_id')) AS parent_account_id,
+    o.name,
+    o.deleted,
+    d.depth
+FROM rb_org o
+JOIN (SELECT org_id, min(depth) AS depth FROM tree GROUP BY org_id) d USING (org_id)
+LEFT JOIN (SELECT org_id, any_value(account_id) AS account_id FROM rb_org GROUP BY org_id) parent
+       ON parent.org_id = o.parent_org_id;
+
+CREATE VIEW rb_org_cycle AS
+SELECT org_id, parent_org_id FROM rb_org WHERE org_id NOT IN (SELECT org_id FROM rb_account);
+
+-- ---------------------------------------------------------------------------------------------
+-- Academic sessions -> terms. Sessions of MAPPING_TERM_TYPES are Canvas terms; any other session
+-- (a grading period, say) stands for its nearest ancestor that is one.
+CREATE TABLE rb_session AS
+SELECT
+    s.sourcedId AS session_id,
+    rb_text(s.title) AS title,
+    rb_text(s.type) AS type,
+    s.startDate AS start_date,
+    s.endDate AS end_date,
+    nullif(rb_text(s.parentSourcedId), s.sourcedId) AS parent_id,
+    rb_text(s.schoolYear) AS school_year,
+    rb_deleted(s.status) AS deleted,
+    coalesce(list_contains(getvariable('term_types'), lower(rb_text(s.type))), false) AS is_term
+FROM or_academic_sessions s;
+
+CREATE TABLE rb_session_term AS
+WITH RECURSIVE up(session_id, ancestor_id, depth, path) AS (
+    SELECT session_id, session_id, 0, [session_id] FROM rb_session
+    UNION ALL
+    SELECT up.session_id, s.parent_id, up.depth + 1, list_append(up.path, s.parent_id)
+    FROM up JOIN rb_session s ON s.session_id = up.ancestor_id
+    WHERE NOT s.is_term AND s.parent_id IS NOT NULL AND NOT list_contains(up.path, s.parent_id)
+)
+SELECT up.session_id, arg_min(up.ancestor_id, up.depth) AS term_id
+FROM up JOIN rb_session t ON t.session_id = up.ancestor_id AND t.is_term
+GROUP BY up.session_id;
+
+-- ---------------------------------------------------------------------------------------------
+-- Classes. A class scheduled in several terms lives in the one it starts in (earliest start date,
+-- then sourcedId): a Canvas course has exactly one term, and one term's data set must own it.
+CREATE TABLE rb_class_term AS
+SELECT
+    ct.class_id,
+    first(ct.term_id ORDER BY t.start_date NULLS LAST, ct.term_id) AS term_id
+FROM (
+    SELECT DISTINCT c.class_id, st.term_id
+    FROM (SELECT sourcedId AS class_id, unnest(termSourcedIds) AS session_id FROM or_classes) c
+    JOIN rb_session_term st USING (session_id)
+) ct
+JOIN rb_session t ON t.session_id = ct.term_id
+GROUP BY ct.class_id;
+
+CREATE TABLE rb_class AS
+SELECT
+    c.sourcedId AS class_id,
+    rb_text(c.title) AS title,
+    rb_text(c.classCode) AS class_code,
+    rb_text(c.courseSourcedId) AS course_source_id,
+    ct.term_id,
+    coalesce(school.account_id, getvariable('root_account_id')) AS account_id,
+    rb_deleted(c.status) AS deleted,
+    CASE WHEN getvariable('course_mode') = 'per_class' THEN c.sourcedId
+         ELSE coalesce(rb_text(c.courseSourcedId), c.sourcedId) || '::' || ct.term_id END AS course_id
+FROM or_classes c
+LEFT JOIN rb_class_term ct ON ct.class_id = c.sourcedId
+LEFT JOIN rb_account school ON school.org_id = c.schoolSourcedId;
+
+CREATE VIEW rb_class_without_term AS SELECT class_id FROM rb_class WHERE term_id IS NULL;
+
+-- ---------------------------------------------------------------------------------------------
+-- Canvas courses and sections of every term (the per-term SQL filters on getvariable('term_id')).
+CREATE TABLE rb_canvas_course AS
+SELECT
+    c.course_id,
+    coalesce(c.class_code, c.title, c.class_id) AS short_name,
+    coalesce(c.title, c.class_code, c.class_id) AS long_name,
+    c.account_id,
+    c.term_id,
+    c.deleted
+FROM rb_class c
+WHERE getvariable('course_mode') = 'per_class' AND c.term_id IS NOT NULL
+UNION ALL
+SELECT
+    c.course_id,
+    coalesce(any_value(rb_text(co.courseCode)), any_value(rb_text(co.title)),
+             first(coalesce(c.class_code, c.title) ORDER BY c.class_id), any_value(c.course_source_id)),
+    coalesce(any_value(rb_text(co.title)), any_value(rb_text(co.courseCode)),
+             first(coalesce(c.title, c.class_code) ORDER BY c.class_id), any_value(c.course_source_id)),
+    coalesce(any_value(org.account_id), first(c.account_id ORDER BY c.class_id)),
+    any_value(c.term_id),
+    coalesce(bool_or(rb_deleted(co.status)), false) OR bool_and(c.deleted)
+FROM rb_class c
+LEFT JOIN or_courses co ON co.sourcedId = c.course_source_id
+LEFT JOIN rb_account org ON org.org_id = co.orgSourcedId
+WHERE getvariable('course_mode') = 'per_course_term' AND c.term_id IS NOT NULL
+GROUP BY c.course_id;
+
+CREATE TABLE rb_canvas_section AS
+SELECT
+    c.class_id AS section_id,
+    c.course_id,
+    coalesce(c.title, c.class_code, c.class_id) AS name,
+    c.term_id,
+    c.deleted OR course.deleted AS deleted
+FROM rb_class c
+JOIN rb_canvas_course course USING (course_id);
+
+-- ---------------------------------------------------------------------------------------------
+-- Users. Guardians take part only when observers are enabled. A user without a login_id cannot be
+-- imported (Canvas: "No login_id given for user"); rb_user_without_login lists them.
+CREATE VIEW rb_user AS
+SELECT
+    u.sourcedId AS user_id,
+    CASE getvariable('login_id_from')
+        WHEN 'email' THEN rb_text(u.email)
+        WHEN 'identifier' THEN rb_text(u.identifier)
+        ELSE rb_text(u.username) END AS login_id,
+    getvariable('authentication_provider_id') AS authentication_provider_id,
+    rb_text(u.givenName) AS first_name,
+    rb_text(u.familyName) AS last_name,
+    rb_text(u.email) AS email,
+    CASE WHEN rb_deleted(u.status) THEN 'deleted'
+         WHEN u.enabledUser = false THEN getvariable('disabled_user_status')
+         ELSE 'active' END AS status,
+    coalesce(lower(rb_text(u.role)), '') AS role,
+    u.agentSourcedIds AS agent_ids
+FROM or_users u
+WHERE getvariable('observers')
+   OR NOT list_contains(getvariable('guardian_roles'), coalesce(lower(rb_text(u.role)), ''));
+
+CREATE VIEW rb_canvas_user AS SELECT * FROM rb_user WHERE login_id IS NOT NULL;
+CREATE VIEW rb_user_without_login AS SELECT user_id, role FROM rb_user WHERE login_id IS NULL;
+
+-- Guardian <-> student links: OneRoster lists agents on either side, so both directions count.
+CREATE VIEW rb_canvas_user_observer AS
+WITH guardian AS (
+    SELECT * FROM rb_canvas_user WHERE list_contains(getvariable('guardian_roles'), role)
+), student AS (
+    SELECT * FROM rb_canvas_user WHERE role = 'student'
+), link AS (
+    SELECT user_id AS observer_id, unnest(agent_ids) AS student_id FROM guardian
+    UNION
+    SELECT unnest(agent_ids) AS observer_id, user_id AS student_id FROM student
+)
+SELECT
+    link.observer_id,
+    link.student_id,
+    CASE WHEN g.status = 'deleted' OR s.status = 'deleted' THEN 'deleted' ELSE 'active' END AS status
+FROM link
+JOIN guardian g ON g.user_id = link.observer_id
+JOIN student s ON s.user_id = link.student_id
+WHERE getvariable('observers') AND link.observer_id <> link.student_id;
+
+-- ---------------------------------------------------------------------------------------------
+-- Enrollments. A OneRoster role missing from MAPPING_ROLES is skipped; an enrollment whose user is
+-- not in users.csv is skipped (Canvas would reject it). An enrollment is deleted when it, its user
+-- or its section is: Canvas refuses active enrollments of deleted users.
+CREATE VIEW rb_enrollment AS
+SELECT
+    s.course_id,
+    s.section_id,
+    e.userSourcedId AS user_id,
+    lower(rb_text(e.role)) AS oneroster_role,
+    rm.canvas_role AS role,
+    s.term_id,
+    rb_deleted(e.status) OR s.deleted OR coalesce(u.status = 'deleted', false) AS deleted,
+    u.user_id IS NOT NULL AS user_known
+FROM or_enrollments e
+JOIN rb_canvas_section s ON s.section_id = e.classSourcedId
+LEFT JOIN rb_role_map rm ON rm.oneroster_role = lower(rb_text(e.role))
+LEFT JOIN rb_canvas_user u ON u.user_id = e.userSourcedId;

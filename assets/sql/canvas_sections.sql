@@ -1,0 +1,9 @@
+-- sections.csv of one term: one section per class.
+SELECT
+    section_id,
+    course_id,
+    name,
+    CASE WHEN deleted THEN 'deleted' ELSE 'active' END AS status
+FROM rb_canvas_section
+WHERE term_id = getvariable('term_id')
+ORDER BY ALL

@@ -1,0 +1,4 @@
+-- users.csv: staff and students (and guardians when MAPPING_OBSERVERS=true) that have a login_id.
+SELECT user_id, login_id, authentication_provider_id, first_name, last_name, email, status
+FROM rb_canvas_user
+ORDER BY ALL
