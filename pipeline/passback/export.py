@@ -1,0 +1,200 @@
+"""Gathering Canvas gradebooks into Parquet: the contract between the export and the transform SQL.
+
+Per requested course (by SIS id): its sections, assignment groups, assignments (with section
+overrides), student enrollments (with course scores) and submissions. Only what may reach the SIS is
+kept: submissions whose grade is posted (hidden grades never leave Canvas), plus ungraded submissions
+Canvas flags missing. Rows stream to Parquet in batches; one course is in memory at a time per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.datadir import atomic_path
+from pipeline.resources.canvas import CanvasError
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+BATCH_ROWS = 5_000
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "courses": pa.schema([
+        ("course_id", pa.int64()), ("sis_course_id", pa.string()), ("name", pa.string()),
+        ("gathered_at", TIMESTAMP),
+    ]),
+    "sections": pa.schema([
+        ("course_id", pa.int64()), ("section_id", pa.int64()), ("sis_section_id", pa.string()), ("name", pa.string()),
+    ]),
+    "assignment_groups": pa.schema([
+        ("course_id", pa.int64()), ("group_id", pa.int64()), ("name", pa.string()), ("position", pa.int32()),
+    ]),
+    "assignments": pa.schema([
+        ("course_id", pa.int64()), ("assignment_id", pa.int64()), ("name", pa.string()), ("description", pa.string()),
+        ("kind", pa.string()), ("points_possible", pa.float64()), ("grading_type", pa.string()),
+        ("due_at", TIMESTAMP), ("unlock_at", TIMESTAMP), ("created_at", TIMESTAMP),
+        ("assignment_group_id", pa.int64()), ("published", pa.bool_()), ("post_to_sis", pa.bool_()),
+        ("only_visible_to_overrides", pa.bool_()),
+    ]),
+    "overrides": pa.schema([
+        ("course_id", pa.int64()), ("assignment_id", pa.int64()), ("section_id", pa.int64()), ("due_at", TIMESTAMP),
+    ]),
+    "enrollments": pa.schema([
+        ("course_id", pa.int64()), ("section_id", pa.int64()), ("user_id", pa.int64()), ("sis_user_id", pa.string()),
+        ("current_score", pa.float64()), ("final_score", pa.float64()),
+    ]),
+    "submissions": pa.schema([
+        ("course_id", pa.int64()), ("assignment_id", pa.int64()), ("user_id", pa.int64()), ("score", pa.float64()),
+        ("excused", pa.bool_()), ("missing", pa.bool_()), ("late", pa.bool_()), ("workflow_state", pa.string()),
+        ("graded_at", TIMESTAMP), ("posted_at", TIMESTAMP),
+    ]),
+}
+
+
+def export_path(export_dir: Path, name: str) -> Path:
+    return export_dir / f"{name}.parquet"
+
+
+class _BatchedWriter:
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
+        self.writer, self.schema, self.rows, self.count = writer, schema, [], 0
+
+    def add(self, rows: list[dict]) -> None:
+        self.rows.extend(rows)
+        self.count += len(rows)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
+
+
+@contextlib.contextmanager
+def export_writers(export_dir: Path) -> Iterator[dict[str, _BatchedWriter]]:
+    """One batched Parquet writer per export file; every file appears (atomically) only on success."""
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name, schema in SCHEMAS.items():
+            tmp = stack.enter_context(atomic_path(export_path(export_dir, name)))
+            parquet = pq.ParquetWriter(tmp, schema)
+            writers[name] = _BatchedWriter(parquet, schema)
+        yield writers
+        for batched in writers.values():
+            batched.flush()
+            batched.writer.close()
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+
+
+def assignment_kind(assignment: dict) -> str:
+    types = assignment.get("submission_types") or []
+    if assignment.get("is_quiz_assignment") or assignment.get("quiz_id") or "online_quiz" in types:
+        return "quiz"
+    if "discussion_topic" in types or assignment.get("discussion_topic"):
+        return "discussion"
+    return "assignment"
+
+
+def is_sendable(submission: dict) -> bool:
+    """Posted grades and excused marks, or an ungraded submission flagged missing (no hidden grade)."""
+    graded = submission.get("score") is not None or bool(submission.get("excused"))
+    if graded:
+        return submission.get("posted_at") is not None
+    return bool(submission.get("missing"))
+
+
+@dataclass
+class CourseExport:
+    sis_course_id: str
+    rows: dict[str, list[dict]] = field(default_factory=lambda: {name: [] for name in SCHEMAS})
+    error: str | None = None
+
+
+def gather_course(canvas, sis_course_id: str) -> CourseExport:
+    """Everything the transform needs from one Canvas course (identified by its SIS id)."""
+    export = CourseExport(sis_course_id)
+    gathered_at = dt.datetime.now(dt.timezone.utc)
+    try:
+        course = canvas.get(f"/api/v1/courses/sis_course_id:{sis_course_id}")
+    except CanvasError as exc:
+        if exc.status_code == 404:
+            export.error = f"course {sis_course_id} is not in Canvas"
+            return export
+        raise
+    cid = int(course["id"])
+    base = f"/api/v1/courses/{cid}"
+    export.rows["courses"].append(
+        {"course_id": cid, "sis_course_id": sis_course_id, "name": course.get("name"), "gathered_at": gathered_at}
+    )
+    for s in canvas.get_paginated(f"{base}/sections"):
+        export.rows["sections"].append(
+            {"course_id": cid, "section_id": int(s["id"]), "sis_section_id": s.get("sis_section_id"), "name": s.get("name")}
+        )
+    for g in canvas.get_paginated(f"{base}/assignment_groups"):
+        export.rows["assignment_groups"].append(
+            {"course_id": cid, "group_id": int(g["id"]), "name": g.get("name"), "position": g.get("position")}
+        )
+    for a in canvas.get_paginated(f"{base}/assignments", [("include[]", "overrides")]):
+        aid = int(a["id"])
+        export.rows["assignments"].append({
+            "course_id": cid, "assignment_id": aid, "name": a.get("name"), "description": a.get("description"),
+            "kind": assignment_kind(a), "points_possible": a.get("points_possible"),
+            "grading_type": a.get("grading_type") or "points", "due_at": parse_time(a.get("due_at")),
+            "unlock_at": parse_time(a.get("unlock_at")), "created_at": parse_time(a.get("created_at")),
+            "assignment_group_id": a.get("assignment_group_id"), "published": bool(a.get("published", True)),
+            "post_to_sis": bool(a.get("post_to_sis")),
+            "only_visible_to_overrides": bool(a.get("only_visible_to_overrides")),
+        })
+        # Per-student overrides are ignored on purpose: the SIS has one due date per class.
+        for o in a.get("overrides") or []:
+            if o.get("course_section_id") is not None:
+                export.rows["overrides"].append({
+                    "course_id": cid, "assignment_id": aid, "section_id": int(o["course_section_id"]),
+                    "due_at": parse_time(o.get("due_at")),
+                })
+    enrollment_params = [("type[]", "StudentEnrollment"), ("state[]", "active"), ("state[]", "completed")]
+    for e in canvas.get_paginated(f"{base}/enrollments", enrollment_params):
+        grades = e.get("grades") or {}
+        export.rows["enrollments"].append({
+            "course_id": cid, "section_id": e.get("course_section_id"), "user_id": int(e["user_id"]),
+            "sis_user_id": e.get("sis_user_id") or (e.get("user") or {}).get("sis_user_id"),
+            "current_score": grades.get("current_score"), "final_score": grades.get("final_score"),
+        })
+    for s in canvas.get_paginated(f"{base}/students/submissions", [("student_ids[]", "all")]):
+        if not is_sendable(s):
+            continue
+        export.rows["submissions"].append({
+            "course_id": cid, "assignment_id": int(s["assignment_id"]), "user_id": int(s["user_id"]),
+            "score": s.get("score"), "excused": bool(s.get("excused")), "missing": bool(s.get("missing")),
+            "late": bool(s.get("late")), "workflow_state": s.get("workflow_state"),
+            "graded_at": parse_time(s.get("graded_at")), "posted_at": parse_time(s.get("posted_at")),
+        })
+    return export
+
+
+def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, concurrency: int = 4) -> tuple[dict[str, int], list[str]]:
+    """Export the courses; returns rows per file and the courses that could not be gathered (reasons)."""
+    problems: list[str] = []
+    with export_writers(export_dir) as writers, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        # map() yields in order and keeps at most the finished courses waiting: bounded memory.
+        for export in pool.map(lambda course: gather_course(canvas, course), sis_course_ids):
+            if export.error:
+                problems.append(export.error)
+                continue
+            for name, rows in export.rows.items():
+                writers[name].add(rows)
+        counts = {name: w.count for name, w in writers.items()}
+    return counts, problems

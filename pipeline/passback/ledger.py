@@ -1,0 +1,247 @@
+"""The passback ledger: what the SIS has accepted, per sourcedId, and what it rejected and why.
+
+It is what decides what is sent (not the sensor's cursor): an object is sent when its payload hash
+differs from the hash the SIS last accepted. One SQLite file per term
+(`gradebook/term=<key>/ledger.sqlite`), in WAL mode, so every commit is atomic and survives a killed
+process. The writer records acceptances in small batches as they come back: a crash loses at most the
+last batch of *records*, and those objects are simply PUT again (same deterministic ids, so no
+duplicate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+LEDGER_FILE = "ledger.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    sourced_id        TEXT PRIMARY KEY,
+    kind              TEXT NOT NULL,      -- category | lineItem | courseGrade | result
+    sis_course_id     TEXT,               -- the Canvas course (SIS id) the object came from
+    line_item_id      TEXT,               -- results: their lineItem
+    accepted_hash     TEXT,               -- payload hash the SIS last accepted (NULL: never / deleted)
+    accepted_status   INTEGER,            -- 201 created, 200 replaced
+    accepted_at       TEXT,
+    rejected_hash     TEXT,               -- payload hash of the last rejected (or held back) attempt
+    rejected_status   INTEGER,            -- HTTP status; NULL when held back because a parent was rejected
+    rejected_message  TEXT,
+    rejected_at       TEXT,
+    deleted_at        TEXT
+);
+CREATE INDEX IF NOT EXISTS items_course ON items (sis_course_id, kind);
+CREATE TABLE IF NOT EXISTS courses (
+    sis_course_id     TEXT PRIMARY KEY,
+    synced_through    TEXT NOT NULL,      -- grades graded before this instant are in the SIS (or rejected)
+    run_id            TEXT,
+    updated_at        TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    sourced_id: str
+    kind: str
+    sis_course_id: str | None
+    line_item_id: str | None
+    payload_hash: str
+    status: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    sourced_id: str
+    kind: str
+    sis_course_id: str | None
+    line_item_id: str | None
+    payload_hash: str
+    status: int | None
+    message: str
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    """One term's ledger. Not shared between threads: the writer records from its main thread."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) so a batch is
+        # all-or-nothing and concurrent runs of one term serialise on the write lock instead of failing.
+        self._conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def for_term(cls, gradebook_dir: Path) -> Ledger:
+        return cls(gradebook_dir / LEDGER_FILE)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # --- recording ---------------------------------------------------------------------------------
+    def record(self, accepted: Iterable[Accepted] = (), rejected: Iterable[Rejected] = ()) -> None:
+        """Record one batch of outcomes in one transaction."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.executemany(
+                """
+                INSERT INTO items (sourced_id, kind, sis_course_id, line_item_id, accepted_hash,
+                                   accepted_status, accepted_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (sourced_id) DO UPDATE SET
+                    kind = excluded.kind, sis_course_id = excluded.sis_course_id,
+                    line_item_id = excluded.line_item_id, accepted_hash = excluded.accepted_hash,
+                    accepted_status = excluded.accepted_status, accepted_at = excluded.accepted_at,
+                    rejected_hash = NULL, rejected_status = NULL, rejected_message = NULL,
+                    rejected_at = NULL, deleted_at = NULL
+                """,
+                [(a.sourced_id, a.kind, a.sis_course_id, a.line_item_id, a.payload_hash, a.status, now) for a in accepted],
+            )
+            conn.executemany(
+                """
+                INSERT INTO items (sourced_id, kind, sis_course_id, line_item_id, rejected_hash,
+                                   rejected_status, rejected_message, rejected_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (sourced_id) DO UPDATE SET
+                    rejected_hash = excluded.rejected_hash, rejected_status = excluded.rejected_status,
+                    rejected_message = excluded.rejected_message, rejected_at = excluded.rejected_at
+                """,
+                [
+                    (r.sourced_id, r.kind, r.sis_course_id, r.line_item_id, r.payload_hash, r.status, r.message, now)
+                    for r in rejected
+                ],
+            )
+
+    def record_deleted(self, sourced_ids: Iterable[str]) -> None:
+        """The SIS no longer holds these: forget the accepted hash so a reappearance is PUT again."""
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE items SET accepted_hash = NULL, deleted_at = ? WHERE sourced_id = ?",
+                [(now, s) for s in sourced_ids],
+            )
+
+    def clear_rejections_except(self, sis_course_ids: list[str], current_ids: Iterable[str]) -> int:
+        """Forget rejections of objects of these courses that no longer exist in Canvas."""
+        with self._transaction() as conn:
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS current_ids (sourced_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM current_ids")
+            conn.executemany("INSERT OR IGNORE INTO current_ids VALUES (?)", ((s,) for s in current_ids))
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_courses (sis_course_id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM scope_courses")
+            conn.executemany("INSERT OR IGNORE INTO scope_courses VALUES (?)", ((c,) for c in sis_course_ids))
+            cursor = conn.execute(
+                """
+                UPDATE items SET rejected_hash = NULL, rejected_status = NULL, rejected_message = NULL,
+                                 rejected_at = NULL
+                WHERE rejected_at IS NOT NULL
+                  AND sis_course_id IN (SELECT sis_course_id FROM scope_courses)
+                  AND sourced_id NOT IN (SELECT sourced_id FROM current_ids)
+                """
+            )
+            return cursor.rowcount
+
+    def mark_courses_synced(self, synced_through: dict[str, str], run_id: str) -> None:
+        now = utc_now()
+        with self._transaction() as conn:
+            conn.executemany(
+                """
+                INSERT INTO courses (sis_course_id, synced_through, run_id, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (sis_course_id) DO UPDATE SET synced_through = excluded.synced_through,
+                    run_id = excluded.run_id, updated_at = excluded.updated_at
+                """,
+                [(course, through, run_id, now) for course, through in synced_through.items()],
+            )
+
+    # --- reading -----------------------------------------------------------------------------------
+    def accepted_hashes(self) -> pa.Table:
+        """sourced_id → accepted_hash of every object the SIS holds, as Arrow for DuckDB."""
+        rows = self._conn.execute(
+            "SELECT sourced_id, accepted_hash FROM items WHERE accepted_hash IS NOT NULL"
+        ).fetchall()
+        ids, hashes = zip(*rows) if rows else ((), ())
+        return pa.table({"sourced_id": pa.array(ids, pa.string()), "accepted_hash": pa.array(hashes, pa.string())})
+
+    def accepted_line_items(self, sis_course_ids: list[str]) -> pa.Table:
+        """Assignment lineItems this pipeline wrote for these courses (candidates for removal)."""
+        placeholders = ",".join("?" * len(sis_course_ids)) or "NULL"
+        rows = self._conn.execute(
+            f"SELECT sourced_id, sis_course_id FROM items WHERE kind = 'lineItem' AND accepted_hash IS NOT NULL"
+            f" AND sis_course_id IN ({placeholders})",
+            sis_course_ids,
+        ).fetchall()
+        ids, courses = zip(*rows) if rows else ((), ())
+        return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string())})
+
+    def accepted_results_of(self, line_item_id: str) -> list[str]:
+        return [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT sourced_id FROM items WHERE kind = 'result' AND line_item_id = ? AND accepted_hash IS NOT NULL",
+                (line_item_id,),
+            )
+        ]
+
+    def rejections(self, limit: int = 1000) -> list[dict]:
+        cursor = self._conn.execute(
+            """
+            SELECT sourced_id, kind, sis_course_id, rejected_status, rejected_message, rejected_at
+            FROM items WHERE rejected_at IS NOT NULL ORDER BY rejected_at DESC, sourced_id LIMIT ?
+            """,
+            (limit,),
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def rejection_count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM items WHERE rejected_at IS NOT NULL").fetchone()[0]
+
+    def course_states(self) -> dict[str, tuple[str, int]]:
+        """sis_course_id → (synced_through, outstanding rejections): what the sensor needs."""
+        states = {
+            course: (through, 0)
+            for course, through in self._conn.execute("SELECT sis_course_id, synced_through FROM courses")
+        }
+        for course, count in self._conn.execute(
+            "SELECT sis_course_id, count(*) FROM items WHERE rejected_at IS NOT NULL GROUP BY sis_course_id"
+        ):
+            through = states.get(course, ("", 0))[0]
+            states[course] = (through, count)
+        return states
+
+    def counts(self) -> dict[str, int]:
+        return {
+            kind: count
+            for kind, count in self._conn.execute(
+                "SELECT kind, count(*) FROM items WHERE accepted_hash IS NOT NULL GROUP BY kind"
+            )
+        }
