@@ -335,7 +335,7 @@ class District:
     def _orgs(self, i: int, href: str) -> dict[str, Any]:
         if i == 0:
             rec = self._base("org-district")
-            rec.update(name=self._district_name, type="district", identifier="0600001")
+            rec.update(name=self._district_name, type="district", identifier="0600000")
             rec["children"] = [guid_ref(href, "orgs", s.sourced_id) for s in self.schools]
             return rec
         school = self.schools[i - 1]
