@@ -6,6 +6,7 @@ from typing import Any
 
 from pipeline import settings
 from pipeline.datadir import DataDir
+from pipeline.passback.config import passback_settings_from_env
 from pipeline.resources.mapping import MappingSettings
 from pipeline.resources.oneroster import oneroster_from_env
 
@@ -16,4 +17,5 @@ def build_resources() -> dict[str, Any]:
         "data_dir": DataDir(root=settings.get("ROSTERBRIDGE_DATA_DIR")),
         "oneroster": oneroster_from_env(),
         "mapping": MappingSettings.from_env(),
+        "passback": passback_settings_from_env(),
     }
