@@ -1,0 +1,125 @@
+"""The extract assets end to end: dg.materialize against the demo OneRoster provider over real HTTP."""
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from assets import extract
+from assets.extract import asset_key
+from pipeline.datadir import DataDir, tonight
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer, FaultPlan
+from pipeline.oneroster.schema import DEFAULT_ENTITIES, ENTITIES
+from pipeline.resources.oneroster import OneRosterClient
+
+NIGHTLY = [a for a in extract.extract_assets if a.key != asset_key("demographics")]
+DEMOGRAPHICS = next(a for a in extract.extract_assets if a.key == asset_key("demographics"))
+
+
+def client_for(server, **settings) -> OneRosterClient:
+    return OneRosterClient(
+        base_url=server.base_url,
+        token_url=server.token_url,
+        client_id=DEMO_CLIENT_ID,
+        client_secret=DEMO_CLIENT_SECRET,
+        **settings,
+    )
+
+
+def materialize(server, data_dir, instance, assets=NIGHTLY, **settings):
+    return dg.materialize(
+        [*assets, *extract.record_checks],
+        selection=dg.AssetSelection.assets(*assets),
+        instance=instance,
+        resources={"oneroster": client_for(server, **settings), "data_dir": data_dir},
+        raise_on_error=False,
+    )
+
+
+def provider_totals(server, entities=DEFAULT_ENTITIES) -> dict[str, int]:
+    with client_for(server).open() as session:
+        return {
+            name: session.fetch_page(
+                ENTITIES[name].path, envelope_keys=ENTITIES[name].envelope_keys, params=None, offset=0, limit=1
+            ).total
+            for name in entities
+        }
+
+
+def metadata_of(result, entity):
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key(entity)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def snapshot_tables(data_dir, entities=DEFAULT_ENTITIES):
+    return {name: pq.read_table(data_dir.entity_path(tonight(), name)) for name in entities}
+
+
+@pytest.fixture(scope="module")
+def district():
+    with DemoOneRosterServer(students=300, seed=1) as server:
+        yield server
+
+
+def test_the_nightly_extract_writes_every_entity_of_the_provider(district, data_dir, instance):
+    result = materialize(district, data_dir, instance, page_size=100, max_concurrency=4)
+    assert result.success
+    totals = provider_totals(district)
+    tables = snapshot_tables(data_dir)
+    for name in DEFAULT_ENTITIES:
+        metadata = metadata_of(result, name)
+        assert tables[name].schema == ENTITIES[name].schema
+        assert tables[name].num_rows == metadata["dagster/row_count"] == totals[name] - metadata["rejected_records"]
+        assert metadata["pages_fetched"] >= totals[name] // 100
+        assert metadata["requests"] >= metadata["pages_fetched"]
+        assert metadata["path"] == str(data_dir.entity_path(tonight(), name))
+    assert sum(metadata_of(result, n)["rejected_records"] for n in DEFAULT_ENTITIES) == 0
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+
+    # Names that break naive CSV/SQL/JSON handling come through byte for byte, and stay out of metadata.
+    users = tables["users"].select(["givenName", "familyName"]).to_pylist()
+    for given, family in [("Zoë", "O'Brien"), ("Marcus", "García, Jr."), ('Katherine "Kate"', "Núñez")]:
+        assert {"givenName": given, "familyName": family} in users
+    every_metadata = str([e.materialization.metadata for e in result.get_asset_materialization_events()])
+    assert "O'Brien" not in every_metadata and "García" not in every_metadata
+
+    # References are flattened and resolve: every enrollment points at an extracted user and class.
+    user_ids = set(tables["users"].column("sourcedId").to_pylist())
+    class_ids = set(tables["classes"].column("sourcedId").to_pylist())
+    enrollments = tables["enrollments"].select(["userSourcedId", "classSourcedId"]).to_pylist()
+    assert all(e["userSourcedId"] in user_ids and e["classSourcedId"] in class_ids for e in enrollments)
+
+
+def test_demographics_are_off_unless_enabled(district, data_dir, instance, monkeypatch):
+    assert asset_key("demographics") not in extract.nightly_extract_selection().resolve(extract.extract_assets)
+    result = materialize(district, data_dir, instance, assets=[DEMOGRAPHICS])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "ONEROSTER_EXTRACT_DEMOGRAPHICS=true" in str(failure.step_failure_data.error)
+    assert not data_dir.entity_path(tonight(), "demographics").exists()
+
+    monkeypatch.setenv("ONEROSTER_EXTRACT_DEMOGRAPHICS", "true")
+    assert asset_key("demographics") in extract.nightly_extract_selection().resolve(extract.extract_assets)
+    result = materialize(district, data_dir, instance, assets=[DEMOGRAPHICS])
+    assert result.success
+    table = pq.read_table(data_dir.entity_path(tonight(), "demographics"))
+    assert table.schema == ENTITIES["demographics"].schema
+    assert table.num_rows == provider_totals(district, ("demographics",))["demographics"]
+
+
+def test_an_entity_whose_upstream_is_not_extracted_tonight_fails_naming_it(district, data_dir, instance):
+    result = materialize(district, data_dir, instance, assets=[a for a in NIGHTLY if a.key == asset_key("users")])
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "materialize oneroster/orgs first" in str(failure.step_failure_data.error)
+
+
+def test_injected_faults_give_the_same_snapshot_as_a_fault_free_run(district, tmp_path, instance):
+    clean_dir, faulty_dir = DataDir(root=str(tmp_path / "clean")), DataDir(root=str(tmp_path / "faulty"))
+    assert materialize(district, clean_dir, instance, page_size=100).success
+    faults = FaultPlan(rate=0.1, statuses=(429, 503, 503, 502), retry_after_seconds=0, first_n=2)
+    with DemoOneRosterServer(students=300, seed=1, faults=faults) as flaky:
+        result = materialize(flaky, faulty_dir, instance, page_size=100, max_retries=8)
+        assert result.success
+        assert flaky.stats.faults_injected >= 6
+    assert sum(metadata_of(result, n)["retries"] for n in DEFAULT_ENTITIES) >= flaky.stats.faults_injected
+    assert snapshot_tables(faulty_dir) == snapshot_tables(clean_dir)
