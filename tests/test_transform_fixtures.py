@@ -30,8 +30,8 @@ def write_snapshot(data_dir: DataDir, snapshot: str = SNAPSHOT, **entities: Sequ
         pq.write_table(table, path)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+def read_csv(path: Path | str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"), newline="")))
 
 
 def org(sourced_id: str, name: str, type_: str = "school", parent: str | None = None, **extra) -> dict:
