@@ -196,7 +196,9 @@ class DemoOneRosterServer:
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.store.href_base = self.base_url
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="demo-oneroster", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-oneroster", daemon=True
+        )
         self._thread.start()
         return self
 
