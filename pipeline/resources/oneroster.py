@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -587,14 +588,15 @@ class OneRosterClient(dg.ConfigurableResource):
         )
 
     def _open_demo(self) -> OneRosterSession:
-        from pipeline.demo.oneroster_server import embedded_provider  # the demo is only loaded when used
+        # The demo is only imported when used; its credentials are public constants, demo only.
+        from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, embedded_provider
 
-        provider = embedded_provider(self.data_dir)
+        provider = embedded_provider(Path(self.data_dir))
         return self._open(
             base_url=provider.base_url,
             auth="oauth2",
-            client_id=provider.client_id,
-            client_secret=provider.client_secret,
+            client_id=DEMO_CLIENT_ID,
+            client_secret=DEMO_CLIENT_SECRET,
             token_url=provider.token_url,
         )
 
