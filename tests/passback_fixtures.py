@@ -93,3 +93,48 @@ def standard_snapshot(root: Path) -> SnapshotPaths:
         sessions=SESSIONS,
         users=["stu-1", "stu-2"],
     )
+
+
+def demo_snapshot(root: Path, store) -> SnapshotPaths:
+    """The demo provider's classes, sessions and students as a OneRoster snapshot."""
+    from pipeline.demo.source import Selection, ref_id
+
+    classes = [{"sourcedId": c["sourcedId"], "termSourcedIds": [t["sourcedId"] for t in c.get("terms", [])]}
+               for c in store.iter_all(Selection("classes"))]
+    sessions = [{"sourcedId": s["sourcedId"], "title": s["title"], "type": s["type"],
+                 "startDate": dt.date.fromisoformat(s["startDate"]), "endDate": dt.date.fromisoformat(s["endDate"]),
+                 "parentSourcedId": ref_id(s, "parent")} for s in store.iter_all(Selection("academicSessions"))]
+    users = [u["sourcedId"] for u in store.iter_all(Selection("users")) if u.get("role") == "student"]
+    return write_snapshot(root, classes=classes, sessions=sessions, users=users)
+
+
+def demo_class_students(store, class_id: str) -> list[str]:
+    from pipeline.demo.source import ref_id
+
+    return sorted(ref_id(e, "user") for e in store.class_enrollments(class_id)
+                  if e.get("role") == "student" and e.get("status") == "active")
+
+
+def class_export(export_dir: Path, class_id: str, students: list[str], *, assignments: int = 2,
+                 score=lambda assignment, student: 7.0, course_id: int = 10) -> None:
+    """A 1:1 course for `class_id`: `assignments` posted assignments, every student graded."""
+    graded = ts("2026-09-15T12:00:00")
+    write_export(
+        export_dir,
+        courses=[{"course_id": course_id, "sis_course_id": class_id, "gathered_at": ts("2026-09-20T00:00:00")}],
+        sections=[{"course_id": course_id, "section_id": course_id * 10, "sis_section_id": class_id}],
+        assignment_groups=[{"course_id": course_id, "group_id": 1, "name": "Homework", "position": 1}],
+        assignments=[
+            {"course_id": course_id, "assignment_id": 500 + a, "name": f"HW {a}", "kind": "assignment",
+             "points_possible": 10.0, "grading_type": "points", "due_at": ts("2026-09-10T12:00:00"),
+             "assignment_group_id": 1, "published": True, "post_to_sis": True, "only_visible_to_overrides": False}
+            for a in range(assignments)
+        ],
+        enrollments=[{"course_id": course_id, "section_id": course_id * 10, "user_id": i + 1, "sis_user_id": s,
+                      "current_score": 70.0, "final_score": 70.0} for i, s in enumerate(students)],
+        submissions=[
+            {"course_id": course_id, "assignment_id": 500 + a, "user_id": i + 1, "score": score(a, s),
+             "excused": False, "missing": False, "workflow_state": "graded", "graded_at": graded, "posted_at": graded}
+            for a in range(assignments) for i, s in enumerate(students)
+        ],
+    )

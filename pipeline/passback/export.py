@@ -9,6 +9,7 @@ Canvas flags missing. Rows stream to Parquet in batches; one course is in memory
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.canvas_data_set import DataSet
 from pipeline.datadir import atomic_path
 from pipeline.resources.canvas import CanvasError
 
@@ -198,3 +200,12 @@ def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, concurrency: 
                 writers[name].add(rows)
         counts = {name: w.count for name, w in writers.items()}
     return counts, problems
+
+
+def provisioned_courses(data_dir, term: str) -> list[str]:
+    """SIS ids of the term's Canvas courses in its last successful SIS import (not deleted)."""
+    path = DataSet.for_name(data_dir, term).last_imported_path("courses")
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return sorted({row["course_id"] for row in csv.DictReader(handle) if row.get("status") != "deleted"})

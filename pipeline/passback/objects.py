@@ -37,7 +37,7 @@ class SnapshotPaths:
     users: Path
 
 
-def _quote(path: Path) -> str:
+def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -50,18 +50,18 @@ def bind_inputs(
     sis_categories: pa.Table | None = None,
 ) -> None:
     for name in SCHEMAS:
-        conn.execute(f"CREATE OR REPLACE TEMP VIEW export_{name} AS SELECT * FROM read_parquet({_quote(export_path(export_dir, name))})")
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW export_{name} AS SELECT * FROM read_parquet({sql_path(export_path(export_dir, name))})")
     live = "status IS DISTINCT FROM 'tobedeleted'"
     conn.execute(
         f"CREATE OR REPLACE TEMP VIEW or_classes AS SELECT sourcedId, termSourcedIds "
-        f"FROM read_parquet({_quote(snapshot.classes)}) WHERE {live}"
+        f"FROM read_parquet({sql_path(snapshot.classes)}) WHERE {live}"
     )
     conn.execute(
         f"CREATE OR REPLACE TEMP VIEW or_sessions AS SELECT sourcedId, title, type, startDate, endDate, parentSourcedId "
-        f"FROM read_parquet({_quote(snapshot.academic_sessions)}) WHERE {live}"
+        f"FROM read_parquet({sql_path(snapshot.academic_sessions)}) WHERE {live}"
     )
     conn.execute(
-        f"CREATE OR REPLACE TEMP VIEW or_users AS SELECT sourcedId FROM read_parquet({_quote(snapshot.users)}) WHERE {live}"
+        f"CREATE OR REPLACE TEMP VIEW or_users AS SELECT sourcedId FROM read_parquet({sql_path(snapshot.users)}) WHERE {live}"
     )
     categories = sis_categories if sis_categories is not None else pa.table(
         {"sourcedId": pa.array([], pa.string()), "title": pa.array([], pa.string())}
@@ -89,6 +89,11 @@ def build_objects(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(sql_text(name))
 
 
+def scalar(conn: duckdb.DuckDBPyConnection, query: str):
+    """One value; the result is read to its end, as DuckDB 2 requires before the next statement."""
+    return conn.execute(query).fetchall()[0][0]
+
+
 def object_path(objects_dir: Path, table: str) -> Path:
     return objects_dir / f"{table}.parquet"
 
@@ -99,6 +104,6 @@ def write_objects(conn: duckdb.DuckDBPyConnection, objects_dir: Path) -> dict[st
     for table in OBJECT_TABLES:
         columns = "*" if table == "skipped" else "* REPLACE (payload::VARCHAR AS payload), md5(payload::VARCHAR) AS payload_hash"
         with atomic_path(object_path(objects_dir, table)) as tmp:
-            conn.execute(f"COPY (SELECT {columns} FROM {table}) TO {_quote(tmp)} (FORMAT parquet)")
-        counts[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            conn.execute(f"COPY (SELECT {columns} FROM {table}) TO {sql_path(tmp)} (FORMAT parquet)")
+        counts[table] = scalar(conn, f"SELECT count(*) FROM {table}")
     return counts

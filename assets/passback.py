@@ -1,0 +1,256 @@
+"""Grade passback assets (per school_term): Canvas gradebook export → OneRoster objects → SIS writes.
+
+One run handles the courses named in its config (the grade-change sensor names the courses that
+changed), or every course provisioned in the term. Each run works in its own folder
+`gradebook/term=<key>/runs/<run id>/` (export and objects Parquet), so runs never read each other's
+half-written files; the term's ledger (`gradebook/term=<key>/ledger.sqlite`) is what runs share.
+"""
+
+
+import collections
+import datetime as dt
+import shutil
+import time
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from assets.extract import asset_key as oneroster_key
+from pipeline.datadir import DataDir
+from pipeline.partitions import school_term_partitions
+from pipeline.passback.config import PassbackSettings
+from pipeline.passback.export import SCHEMAS, export_path, gather, provisioned_courses
+from pipeline.passback.ledger import Ledger
+from pipeline.passback.objects import SnapshotPaths, bind_inputs, build_objects, connect, object_path, write_objects
+from pipeline.passback.sync import send_changes
+from pipeline.passback.writer import GradebookWriter
+from pipeline.resources.canvas import CanvasClient
+from pipeline.resources.oneroster import OneRosterClient
+
+GROUP = "gradebook"
+EXPORT = dg.AssetKey(["gradebook", "canvas_export"])
+OBJECTS = dg.AssetKey(["gradebook", "oneroster_objects"])
+PASSBACK = dg.AssetKey(["gradebook", "sis_passback"])
+RUNS_KEPT = 20  # run folders kept per term for inspection; older ones are removed
+ROWS_SHOWN = 100
+
+
+class GradebookExportConfig(dg.Config):
+    courses: list[str] = Field(
+        default_factory=list,
+        description="SIS ids of the Canvas courses to gather; empty = every course provisioned in the term.",
+    )
+
+
+class OneRosterObjectsConfig(dg.Config):
+    as_of: str = Field(
+        default="",
+        description="YYYY-MM-DD whose grading period course grades go to; empty = today in PASSBACK_TIMEZONE.",
+    )
+
+
+def run_dir(data_dir: DataDir, term: str, run_id: str) -> Path:
+    return data_dir.gradebook_dir(term) / "runs" / run_id
+
+
+def _prune_old_runs(runs: Path, keep: int) -> None:
+    if not runs.is_dir():
+        return
+    folders = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+
+
+def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: (None if r.get(c) is None else str(r[c])) for c in columns}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]),
+    )
+
+
+@dg.asset(
+    key=EXPORT,
+    group_name=GROUP,
+    kinds={"canvas", "parquet"},
+    partitions_def=school_term_partitions,
+    description="Canvas gradebooks of the requested courses (assignments marked Sync to SIS, groups, section "
+    "overrides, posted submissions, course scores) as Parquet under gradebook/term=<key>/runs/<run>/export/.",
+)
+def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConfig, canvas: CanvasClient,
+                  data_dir: DataDir) -> dg.MaterializeResult:
+    term = context.partition_key
+    courses = sorted(set(config.courses)) or provisioned_courses(data_dir, term)
+    runs = data_dir.gradebook_dir(term) / "runs"
+    _prune_old_runs(runs, RUNS_KEPT - 1)
+    export_dir = run_dir(data_dir, term, context.run_id) / "export"
+    started = time.monotonic()
+    with canvas.open() as session:
+        counts, problems = gather(session, courses, export_dir)
+        requests = session.stats.requests
+    for problem in problems:
+        context.log.warning(problem)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["submissions"],
+            "dagster/column_schema": _column_schema(SCHEMAS["submissions"]),
+            "path": dg.MetadataValue.path(str(export_dir)),
+            "courses_requested": len(courses),
+            "courses_gathered": counts["courses"],
+            "canvas_requests": requests,
+            "seconds": round(time.monotonic() - started, 2),
+            **{f"rows/{name}": n for name, n in counts.items()},
+            "courses_not_gathered": dg.MetadataValue.md("\n".join(f"- {p}" for p in problems[:ROWS_SHOWN]) or "none"),
+        }
+    )
+
+
+def _snapshot(data_dir: DataDir) -> SnapshotPaths:
+    return SnapshotPaths(
+        classes=data_dir.latest_entity_path("classes"),
+        academic_sessions=data_dir.latest_entity_path("academicSessions"),
+        users=data_dir.latest_entity_path("users"),
+    )
+
+
+def _sis_categories(oneroster: OneRosterClient) -> pa.Table:
+    """The SIS's categories (match mode): what existing category each assignment group maps to."""
+    ids, titles = [], []
+    with oneroster.open() as session:
+        for page in session.iter_pages("/categories", envelope_keys=("categories",)):
+            for category in page:
+                if category.get("status") != "tobedeleted" and category.get("sourcedId"):
+                    ids.append(category["sourcedId"])
+                    titles.append(category.get("title") or "")
+    return pa.table({"sourcedId": pa.array(ids, pa.string()), "title": pa.array(titles, pa.string())})
+
+
+def _lineage(columns: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=key, column_name=name) for key, name in deps]
+            for column, deps in columns.items()
+        }
+    )
+
+
+@dg.asset(
+    key=OBJECTS,
+    group_name=GROUP,
+    kinds={"duckdb", "parquet"},
+    partitions_def=school_term_partitions,
+    deps=[EXPORT, oneroster_key("classes"), oneroster_key("academicSessions"), oneroster_key("users")],
+    description="OneRoster 1.1 categories, lineItems (assignments and course grades) and results computed in "
+    "DuckDB (assets/sql/passback_*.sql), each with a payload hash; plus what cannot be sent and why.",
+)
+def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObjectsConfig, data_dir: DataDir,
+                      passback: PassbackSettings, oneroster: OneRosterClient) -> dg.MaterializeResult:
+    folder = run_dir(data_dir, context.partition_key, context.run_id)
+    as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(zoneinfo.ZoneInfo(passback.timezone)).date()
+    sis_categories = _sis_categories(oneroster) if passback.category_mode == "match" else None
+    conn = connect()
+    try:
+        bind_inputs(conn, folder / "export", _snapshot(data_dir), passback, as_of, sis_categories)
+        build_objects(conn)
+        counts = write_objects(conn, folder / "objects")
+        skipped = conn.execute(
+            "SELECT kind, reason, count(*) AS n FROM skipped GROUP BY ALL ORDER BY n DESC, kind, reason"
+        ).fetchall()
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM line_items GROUP BY kind").fetchall())
+    finally:
+        conn.close()
+    results = pq.read_schema(object_path(folder / "objects", "results"))
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": counts["results"],
+            "dagster/column_schema": _column_schema(results),
+            "dagster/column_lineage": _lineage({
+                "score": [(EXPORT, "score"), (EXPORT, "current_score"), (EXPORT, "final_score")],
+                "student_id": [(EXPORT, "sis_user_id"), (oneroster_key("users"), "sourcedId")],
+                "class_sourced_id": [(EXPORT, "sis_section_id"), (oneroster_key("classes"), "sourcedId")],
+            }),
+            "path": dg.MetadataValue.path(str(folder / "objects")),
+            "as_of": str(as_of),
+            "categories": counts["categories"],
+            "line_items": kinds.get("lineItem", 0),
+            "course_grade_line_items": kinds.get("courseGrade", 0),
+            "results": counts["results"],
+            "skipped": counts["skipped"],
+            "skipped_by_reason": _table(
+                [{"kind": k, "reason": r, "count": n} for k, r, n in skipped[:ROWS_SHOWN]], ["kind", "reason", "count"]
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=PASSBACK,
+    group_name=GROUP,
+    kinds={"oneroster"},
+    partitions_def=school_term_partitions,
+    deps=[OBJECTS],
+    description="PUTs what changed since the SIS last accepted it (categories → lineItems → results), recording "
+    "each acceptance or rejection in the term's ledger; rejections are retried on later runs.",
+)
+def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback: PassbackSettings,
+                 oneroster: OneRosterClient) -> dg.MaterializeResult:
+    term = context.partition_key
+    folder = run_dir(data_dir, term, context.run_id)
+    gathered = {
+        row["sis_course_id"]: row["gathered_at"]
+        for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "gathered_at"]).to_pylist()
+    }
+    started = time.monotonic()
+    conn = connect()
+    with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger, oneroster.open() as session:
+        writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
+        try:
+            report = send_changes(conn, folder / "objects", ledger, writer, gathered=gathered, run_id=context.run_id,
+                                  delete_line_items=passback.delete_line_items, log=context.log.info)
+        finally:
+            conn.close()
+        rejections = ledger.rejections(ROWS_SHOWN)
+        outstanding = ledger.rejection_count()
+        held = ledger.counts()
+    seconds = time.monotonic() - started
+    totals = report.totals()
+    metadata: dict[str, Any] = {
+        "dagster/row_count": totals["sent"],
+        "ledger": dg.MetadataValue.path(str(data_dir.gradebook_dir(term) / "ledger.sqlite")),
+        "courses": report.courses_synced,
+        "unchanged": report.unchanged,
+        **{f"sent/{name}": stats.sent for name, stats in report.phases.items()},
+        **{f"rejected/{name}": stats.rejected for name, stats in report.phases.items()},
+        **totals,
+        "writes_per_second": round(totals["sent"] / seconds, 1) if seconds > 0 else 0.0,
+        "rejections_outstanding": outstanding,
+        "rejections": _table(rejections, ["sourced_id", "kind", "sis_course_id", "rejected_status", "rejected_message", "rejected_at"]),
+        "ledger_accepted": dg.MetadataValue.json(held),
+        "line_items_gone_from_canvas": len(report.orphans),
+        "line_items_deleted": report.deleted_line_items,
+        "results_deleted": report.deleted_results,
+    }
+    if report.orphans and not passback.delete_line_items:
+        by_course = collections.Counter(course for _, course in report.orphans)
+        metadata["line_items_kept_in_sis"] = dg.MetadataValue.md(
+            "LineItems whose assignment left Canvas or 'Sync to SIS' (PASSBACK_DELETE_LINE_ITEMS=false):\n"
+            + "\n".join(f"- {course}: {n}" for course, n in sorted(by_course.items())[:ROWS_SHOWN])
+        )
+    return dg.MaterializeResult(metadata=metadata)
+
+
+passback_job = dg.define_asset_job(
+    "gradebook_passback",
+    selection=dg.AssetSelection.assets(EXPORT, OBJECTS, PASSBACK),
+    description="Grade passback for one term: gather the named Canvas courses, compute OneRoster objects, send changes.",
+)
+
+defs = dg.Definitions(assets=[canvas_export, oneroster_objects, sis_passback], jobs=[passback_job])

@@ -1,0 +1,118 @@
+"""One passback write: the changed set against the ledger, then categories → lineItems → results.
+
+A lineItem whose category the SIS refused, or a result whose lineItem it refused, is held back
+(recorded with the reason) and retried on a later run, like the refusal itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from pipeline.passback.ledger import Ledger
+from pipeline.passback.objects import object_path, scalar, sql_path
+from pipeline.passback.writer import KINDS, LINE_ITEM, RESULT, GradebookWriter, Item, PhaseStats
+from pipeline.resources.mapping import sql_text
+
+# Canvas's graded_at and our clock may disagree a little: the watermark stays this far behind.
+CLOCK_SKEW_MARGIN = dt.timedelta(minutes=5)
+PHASES = {1: "categories", 2: "lineItems", 3: "results"}
+
+
+@dataclass
+class SyncReport:
+    unchanged: int = 0
+    phases: dict[str, PhaseStats] = field(default_factory=dict)
+    orphans: list[tuple[str, str]] = field(default_factory=list)  # (lineItem sourcedId, course)
+    deleted_line_items: int = 0
+    deleted_results: int = 0
+    courses_synced: int = 0
+
+    def totals(self) -> dict[str, int]:
+        keys = ("sent", "created", "replaced", "rejected", "held_back")
+        return {k: sum(getattr(p, k) for p in self.phases.values()) for k in keys}
+
+
+def compute_changes(conn: duckdb.DuckDBPyConnection, objects_dir: Path, ledger: Ledger, sis_course_ids: list[str]) -> int:
+    """Build `pending` and `orphan_line_items`; returns how many objects are unchanged."""
+    for table in ("categories", "line_items", "results"):
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW obj_{table} AS SELECT * FROM read_parquet({sql_path(object_path(objects_dir, table))})")
+    conn.register("ledger_hashes", ledger.accepted_hashes())
+    conn.register("ledger_line_items", ledger.accepted_line_items(sis_course_ids))
+    conn.execute(sql_text("passback_changed"))
+    total = sum(scalar(conn, f"SELECT count(*) FROM obj_{t}") for t in ("categories", "line_items", "results"))
+    return total - scalar(conn, "SELECT count(*) FROM pending")
+
+
+def _pending(conn: duckdb.DuckDBPyConnection, phase: int) -> Iterator[tuple[Item, str | None]]:
+    reader = conn.sql(
+        "SELECT kind, sourced_id, payload, payload_hash, sis_course_id, line_item_id, parent_id FROM pending WHERE phase = ?",
+        params=[phase],
+    ).to_arrow_reader(10_000)
+    for batch in reader:
+        for row in batch.to_pylist():
+            item = Item(KINDS[row["kind"]], row["sourced_id"], row["payload"], row["payload_hash"],
+                        row["sis_course_id"], row["line_item_id"])
+            yield item, row["parent_id"]
+
+
+def send_changes(
+    conn: duckdb.DuckDBPyConnection,
+    objects_dir: Path,
+    ledger: Ledger,
+    writer: GradebookWriter,
+    *,
+    gathered: dict[str, dt.datetime],
+    run_id: str,
+    delete_line_items: bool,
+    log: Callable[[str], None],
+) -> SyncReport:
+    """Send what changed for the gathered courses (`gathered`: SIS course id → when it was read)."""
+    courses = sorted(gathered)
+    report = SyncReport(unchanged=compute_changes(conn, objects_dir, ledger, courses))
+    not_ok: set[str] = set()
+    for phase, name in PHASES.items():
+        parents: dict[str, str | None] = {}
+
+        def items() -> Iterator[Item]:
+            for item, parent in _pending(conn, phase):
+                parents[item.sourced_id] = parent
+                yield item
+
+        def blocked_by(item: Item) -> str | None:
+            parent = parents.get(item.sourced_id)
+            if parent and parent in not_ok:
+                return f"not sent: its {'lineItem' if item.kind is RESULT else 'category'} {parent} is not in the SIS (rejected)"
+            return None
+
+        stats = writer.put_all(items(), blocked_by=blocked_by)
+        parents.clear()
+        not_ok |= stats.not_ok
+        report.phases[name] = stats
+        log(f"{name}: {stats.sent} accepted ({stats.created} created), {stats.rejected} rejected, {stats.held_back} held back")
+
+    report.orphans = [tuple(r) for r in conn.execute("SELECT sourced_id, sis_course_id FROM orphan_line_items ORDER BY ALL").fetchall()]
+    if report.orphans and delete_line_items:
+        for line_item_id, _course in report.orphans:
+            results = ledger.accepted_results_of(line_item_id)
+            deleted = list(writer.delete(RESULT, results))
+            ledger.record_deleted(deleted)
+            report.deleted_results += len(deleted)
+            ledger.record_deleted(list(writer.delete(LINE_ITEM, [line_item_id])))
+            report.deleted_line_items += 1
+    elif report.orphans:
+        log(f"{len(report.orphans)} lineItems left Canvas or 'Sync to SIS'; kept in the SIS (PASSBACK_DELETE_LINE_ITEMS=false)")
+
+    current = (r[0] for r in conn.execute(
+        "SELECT sourced_id FROM obj_line_items UNION ALL SELECT sourced_id FROM obj_results"
+    ).fetchall())
+    ledger.clear_rejections_except(courses, current)
+    ledger.mark_courses_synced(
+        {course: (at - CLOCK_SKEW_MARGIN).isoformat(timespec="milliseconds") for course, at in gathered.items()}, run_id
+    )
+    report.courses_synced = len(gathered)
+    return report

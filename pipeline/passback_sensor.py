@@ -1,0 +1,179 @@
+"""The grade-change sensor: notices new grades in Canvas for provisioned courses and requests passback runs.
+
+Cost per tick is bounded: the sensor walks the provisioned courses of every term in a fixed order and
+checks at most `PASSBACK_SENSOR_COURSES_PER_TICK` of them per tick, resuming where the last tick
+stopped (the cursor). Checking a course is at most one Canvas call,
+`GET /courses/sis_course_id:<id>/students/submissions?student_ids[]=all&graded_since=<t>&per_page=1`,
+where `t` comes from the term's ledger: the instant up to which the course's grades are in the SIS.
+So the ledger, not the cursor, decides what is sent: when a run fails, the ledger does not advance
+and the next pass over the course requests it again. A course is requested without asking Canvas when
+it was never synced, when the SIS rejected some of its objects (retry), or when its last sync is older
+than `PASSBACK_RESYNC_HOURS` (posting hidden grades and editing assignments do not change graded_at).
+
+With 5,000 courses, 200 per tick and a 60 s interval: 200 Canvas calls per tick at most, every course
+checked every 25 ticks (about 25 minutes).
+"""
+
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from assets.passback import passback_job
+from pipeline import settings
+from pipeline.datadir import DataDir
+from pipeline.partitions import SCHOOL_TERM
+from pipeline.passback.config import PassbackSettings
+from pipeline.passback.export import provisioned_courses
+from pipeline.passback.ledger import LEDGER_FILE, Ledger
+from pipeline.resources.canvas import CanvasClient, CanvasError
+
+EXPORT_OP = "gradebook__canvas_export"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    position: int = 0  # index of the next (term, course) to check
+    rotation: int = 0  # completed passes over all courses
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Cursor":
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(position=int(data.get("position", 0)), rotation=int(data.get("rotation", 0)))
+
+    def dump(self) -> str:
+        return json.dumps({"position": self.position, "rotation": self.rotation}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class CourseState:
+    synced_through: dt.datetime | None
+    rejections: int
+
+
+@dataclass
+class TickPlan:
+    cursor: Cursor
+    changed: dict[str, list[str]]  # term → courses to request
+    checked: int = 0
+    canvas_calls: int = 0
+    reasons: dict[str, int] | None = None
+
+
+def plan_tick(
+    cursor: Cursor,
+    courses: list[tuple[str, str]],
+    states: dict[tuple[str, str], CourseState],
+    graded_since: Callable[[str, dt.datetime], bool],
+    *,
+    budget: int,
+    now: dt.datetime,
+    resync: dt.timedelta,
+) -> TickPlan:
+    """Check the next `budget` (term, course) pairs; `graded_since(course, t)` asks Canvas (one call)."""
+    if not courses:
+        return TickPlan(cursor=cursor, changed={})
+    start = cursor.position if cursor.position < len(courses) else 0
+    rotation = cursor.rotation
+    plan = TickPlan(cursor=cursor, changed={}, reasons={"never synced": 0, "rejections to retry": 0, "resync due": 0, "new grades": 0})
+    position = start
+    for _ in range(min(budget, len(courses))):
+        term, course = courses[position]
+        state = states.get((term, course))
+        reason = None
+        if state is None or state.synced_through is None:
+            reason = "never synced"
+        elif state.rejections:
+            reason = "rejections to retry"
+        elif now - state.synced_through >= resync:
+            reason = "resync due"
+        else:
+            plan.canvas_calls += 1
+            if graded_since(course, state.synced_through):
+                reason = "new grades"
+        if reason:
+            plan.reasons[reason] += 1
+            plan.changed.setdefault(term, []).append(course)
+        plan.checked += 1
+        position += 1
+        if position == len(courses):
+            position, rotation = 0, rotation + 1
+    plan.cursor = Cursor(position=position, rotation=rotation)
+    return plan
+
+
+def _parse_instant(text: str) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def ledger_states(data_dir: DataDir, term: str) -> dict[tuple[str, str], CourseState]:
+    if not (data_dir.gradebook_dir(term) / LEDGER_FILE).exists():
+        return {}
+    with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger:
+        return {
+            (term, course): CourseState(_parse_instant(through), rejections)
+            for course, (through, rejections) in ledger.course_states().items()
+        }
+
+
+def canvas_graded_since(session) -> Callable[[str, dt.datetime], bool]:
+    def graded_since(course: str, since: dt.datetime) -> bool:
+        params = [("student_ids[]", "all"), ("graded_since", since.isoformat()), ("per_page", "1")]
+        try:
+            page = session.get(f"/api/v1/courses/sis_course_id:{course}/students/submissions", params)
+        except CanvasError as exc:
+            if exc.status_code == 404:  # gone from Canvas: nothing to pass back
+                return False
+            raise
+        return bool(page)
+
+    return graded_since
+
+
+def run_requests(plan: TickPlan) -> list[dg.RunRequest]:
+    return [
+        dg.RunRequest(
+            run_key=f"passback:{term}:{plan.cursor.rotation}:{plan.cursor.position}",
+            partition_key=term,
+            run_config={"ops": {EXPORT_OP: {"config": {"courses": courses}}}},
+            tags={"rosterbridge/passback_courses": str(len(courses))},
+        )
+        for term, courses in sorted(plan.changed.items())
+    ]
+
+
+@dg.sensor(
+    name="grade_change_sensor",
+    target=passback_job,
+    minimum_interval_seconds=settings.get_int("PASSBACK_SENSOR_INTERVAL_SECONDS", minimum=1),
+    description="Requests gradebook_passback runs (per term, naming the courses) for Canvas courses with new "
+    "grades, unsynced courses, courses with SIS rejections to retry and courses due a periodic resync. "
+    "At most PASSBACK_SENSOR_COURSES_PER_TICK Canvas calls per tick.",
+)
+def grade_change_sensor(context: dg.SensorEvaluationContext, canvas: CanvasClient, data_dir: DataDir,
+                        passback: PassbackSettings) -> dg.SensorResult:
+    cursor = Cursor.parse(context.cursor)
+    terms = sorted(context.instance.get_dynamic_partitions(SCHOOL_TERM))
+    courses = [(term, course) for term in terms for course in provisioned_courses(data_dir, term)]
+    if not courses:
+        return dg.SensorResult(skip_reason="no provisioned Canvas courses yet (run the nightly sync first)", cursor=cursor.dump())
+    states: dict[tuple[str, str], CourseState] = {}
+    for term in terms:
+        states.update(ledger_states(data_dir, term))
+    now = dt.datetime.now(dt.timezone.utc)
+    with canvas.open() as session:
+        plan = plan_tick(cursor, courses, states, canvas_graded_since(session), budget=passback.sensor_courses_per_tick,
+                         now=now, resync=dt.timedelta(hours=passback.resync_hours))
+    summary = f"checked {plan.checked} of {len(courses)} courses with {plan.canvas_calls} Canvas calls"
+    if not plan.changed:
+        return dg.SensorResult(skip_reason=f"no grade changes: {summary}", cursor=plan.cursor.dump())
+    context.log.info(f"{summary}; requesting {sum(map(len, plan.changed.values()))} courses: {plan.reasons}")
+    return dg.SensorResult(run_requests=run_requests(plan), cursor=plan.cursor.dump())
+
+
+defs = dg.Definitions(sensors=[grade_change_sensor])

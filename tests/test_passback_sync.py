@@ -1,0 +1,196 @@
+"""Grade passback writes against the demo OneRoster provider over real HTTP: ledger, changed set,
+rejections, held-back results, deletion and a writer killed half-way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer
+from pipeline.demo.source import Selection, ref_id
+from pipeline.passback import ids
+from pipeline.passback.config import PassbackSettings
+from pipeline.passback.ledger import Accepted, Ledger, Rejected
+from pipeline.passback.objects import SnapshotPaths, bind_inputs, build_objects, connect, write_objects
+from pipeline.passback.sync import send_changes
+from pipeline.passback.writer import GradebookWriter
+from pipeline.resources.oneroster import OneRosterClient
+from tests.passback_fixtures import class_export, demo_class_students, demo_snapshot
+
+AS_OF = dt.date(2026, 9, 20)
+CLASS = "cls-0000000"
+NS = ids.namespace("rosterbridge")
+
+
+def client(srv: DemoOneRosterServer) -> OneRosterClient:
+    return OneRosterClient(base_url=srv.base_url, client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET,
+                           token_url=srv.token_url)
+
+
+def passback(tmp_path: Path, srv: DemoOneRosterServer, settings: PassbackSettings | None = None, run: str = "run"):
+    """Transform the export under tmp_path/export and send the changes; returns the sync report.
+
+    The OneRoster snapshot is taken from the provider on first use (as the nightly extract would)."""
+    settings = settings or PassbackSettings(course_grades=False)
+    snapshot = demo_snapshot(tmp_path / "snapshot", srv.store) if not (tmp_path / "snapshot").exists() else \
+        SnapshotPaths(*(tmp_path / "snapshot" / f"{n}.parquet" for n in ("classes", "academicSessions", "users")))
+    conn = connect()
+    bind_inputs(conn, tmp_path / "export", snapshot, settings, AS_OF)
+    build_objects(conn)
+    write_objects(conn, tmp_path / run / "objects")
+    with Ledger.for_term(tmp_path / "term") as ledger, client(srv).open() as session:
+        writer = GradebookWriter(session, ledger, max_concurrency=4, log=lambda _: None)
+        return send_changes(conn, tmp_path / run / "objects", ledger, writer,
+                            gathered={CLASS: dt.datetime(2026, 9, 20, tzinfo=dt.timezone.utc)}, run_id=run,
+                            delete_line_items=settings.delete_line_items, log=lambda _: None)
+
+
+def stored(srv: DemoOneRosterServer, entity: str) -> dict[str, dict]:
+    return {r["sourcedId"]: r for r in srv.store.iter_all(Selection(entity)) if not r["sourcedId"].startswith("cat-")}
+
+
+def test_ledger_records_atomically_and_keeps_the_accepted_hash_on_rejection(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record([Accepted("a", "result", "c1", "li", "h1", 201)])
+        ledger.record(rejected=[Rejected("a", "result", "c1", "li", "h2", 422, "bad")])
+        assert ledger.accepted_hashes().to_pylist() == [{"sourced_id": "a", "accepted_hash": "h1"}]
+        assert ledger.rejections()[0]["rejected_message"] == "bad"
+        assert ledger.course_states() == {"c1": ("", 1)}
+        with pytest.raises(RuntimeError):
+            with ledger._transaction() as conn:
+                conn.execute("UPDATE items SET accepted_hash = 'x'")
+                raise RuntimeError("crash inside a batch")
+        ledger.record([Accepted("a", "result", "c1", "li", "h2", 200)])
+        assert ledger.rejection_count() == 0
+        ledger.mark_courses_synced({"c1": "2026-09-20T00:00:00+00:00"}, "run-1")
+    with Ledger(tmp_path / "ledger.sqlite") as reopened:
+        assert reopened.accepted_hashes().to_pylist() == [{"sourced_id": "a", "accepted_hash": "h2"}]
+        assert reopened.course_states() == {"c1": ("2026-09-20T00:00:00+00:00", 0)}
+
+
+def test_passback_writes_once_then_only_what_changed(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students)
+        first = passback(tmp_path, srv)
+        assert first.totals()["sent"] == 1 + 2 + 2 * len(students)  # category, lineItems, results
+        results = stored(srv, "results")
+        assert len(results) == 2 * len(students)
+        line_item = ids.sourced_id(NS, ids.line_item_key(CLASS, 500))
+        one = results[ids.sourced_id(NS, ids.result_key(line_item, students[0]))]
+        assert (one["score"], one["scoreStatus"], one["scoreDate"]) == (7.0, "fully graded", "2026-09-15")
+        assert stored(srv, "lineItems")[line_item]["gradingPeriod"]["sourcedId"] == "as-2027-q1"
+
+        again = passback(tmp_path, srv, run="rerun")
+        assert again.totals()["sent"] == 0 and again.unchanged == first.totals()["sent"]
+
+        class_export(tmp_path / "export", CLASS, students,
+                     score=lambda a, s: 3.5 if (a, s) == (1, students[1]) else 7.0)
+        changed = passback(tmp_path, srv, run="changed")
+        assert changed.totals()["sent"] == 1
+        line_item_1 = ids.sourced_id(NS, ids.line_item_key(CLASS, 501))
+        assert stored(srv, "results")[ids.sourced_id(NS, ids.result_key(line_item_1, students[1]))]["score"] == 3.5
+
+
+def test_a_rejected_result_is_recorded_and_the_rest_written(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        dropped = students[0]
+        enrollment = next(e for e in srv.store.class_enrollments(CLASS) if ref_id(e, "user") == dropped)
+        srv.store.set_status("enrollments", enrollment["sourcedId"], "tobedeleted")  # dropped in the SIS
+        class_export(tmp_path / "export", CLASS, students)
+        report = passback(tmp_path, srv)
+        assert report.phases["results"].rejected == 2
+        assert len(stored(srv, "results")) == 2 * (len(students) - 1)
+        with Ledger.for_term(tmp_path / "term") as ledger:
+            rejections = ledger.rejections()
+            assert len(rejections) == 2
+            assert rejections[0]["rejected_status"] == 422
+            assert "has no active student enrollment" in rejections[0]["rejected_message"]
+            assert ledger.course_states()[CLASS][1] == 2  # the sensor will request the course again
+
+        srv.store.set_status("enrollments", enrollment["sourcedId"], "active")  # fixed in the SIS
+        retry = passback(tmp_path, srv, run="retry")
+        assert retry.totals()["sent"] == 2 and retry.totals()["rejected"] == 0
+        with Ledger.for_term(tmp_path / "term") as ledger:
+            assert ledger.rejection_count() == 0
+
+
+def test_results_of_a_rejected_line_item_are_held_back(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        demo_snapshot(tmp_path / "snapshot", srv.store)
+        srv.store.drop_record("academicSessions", "as-2027-q1")  # gone from the SIS since last night's snapshot
+        report = passback(tmp_path, srv)
+        assert report.phases["lineItems"].rejected == 1
+        assert report.phases["results"].held_back == len(students) and report.phases["results"].sent == 0
+        with Ledger.for_term(tmp_path / "term") as ledger:
+            messages = {r["rejected_message"] for r in ledger.rejections()}
+        assert any(m.startswith("not sent: its lineItem") for m in messages)
+        assert not stored(srv, "results")
+
+
+def test_removed_assignment_is_reported_or_deleted(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=2)
+        passback(tmp_path, srv)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        kept = passback(tmp_path, srv, run="kept")
+        gone = ids.sourced_id(NS, ids.line_item_key(CLASS, 501))
+        assert kept.orphans == [(gone, CLASS)] and gone in stored(srv, "lineItems")
+        deleted = passback(tmp_path, srv, PassbackSettings(course_grades=False, delete_line_items=True), run="deleted")
+        assert deleted.deleted_line_items == 1 and deleted.deleted_results == len(students)
+        assert gone not in stored(srv, "lineItems")
+        assert {ref_id(r, "lineItem") for r in stored(srv, "results").values()} == {
+            ids.sourced_id(NS, ids.line_item_key(CLASS, 500))
+        }
+
+
+KILLABLE_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from pipeline.demo.oneroster_server import DemoOneRosterServer
+    from tests.test_passback_sync import passback
+    class Remote:  # the server runs in the test process; the same deterministic district gives the snapshot
+        base_url, token_url, store = sys.argv[2], sys.argv[3], DemoOneRosterServer(students=60).store
+    passback(Path(sys.argv[1]), Remote(), run=sys.argv[4])
+""")
+
+
+def test_a_writer_killed_half_way_leaves_no_duplicate_and_the_rerun_completes(tmp_path):
+    with DemoOneRosterServer(students=60, latency_ms=25) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=8)
+        expected_results = 8 * len(students)
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLABLE_WRITER, str(tmp_path), srv.base_url, srv.token_url, "killed"], env=env
+        )
+        deadline = time.monotonic() + 60
+        while len(stored(srv, "results")) < expected_results // 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the writer finished before it could be killed"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        written_before = len(stored(srv, "results"))
+        assert 0 < written_before < expected_results
+
+        rerun = passback(tmp_path, srv, run="rerun")
+        results = stored(srv, "results")
+        assert len(results) == expected_results  # nothing missing, and ids are deterministic: no duplicate
+        assert len({(ref_id(r, "lineItem"), ref_id(r, "student")) for r in results.values()}) == expected_results
+        assert len(stored(srv, "lineItems")) == 8
+        # Only what the killed run had not durably recorded is sent again (at most one batch in flight).
+        assert rerun.totals()["sent"] <= expected_results - written_before + 250
+        assert passback(tmp_path, srv, run="settled").totals()["sent"] == 0
+        assert rerun.totals()["rejected"] == 0
