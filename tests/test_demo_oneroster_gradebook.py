@@ -7,21 +7,9 @@ import copy
 import pytest
 
 from pipeline.demo.oneroster_server import DemoOneRosterServer
-from tests.test_demo_oneroster import bearer_client, status_minor
+from tests.test_demo_oneroster import api, bearer_client, srv, status_minor  # noqa: F401 - api/srv are fixtures
 
 CLASS = "cls-0000000"
-
-
-@pytest.fixture(scope="module")
-def srv():
-    with DemoOneRosterServer(students=60) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def api(srv):
-    with bearer_client(srv) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

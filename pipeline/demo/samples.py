@@ -337,9 +337,14 @@ def _ms_records(db: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
         _put(rec, "subjectCodes", _ms_list(row["_subjectCodes"]))
         rec["org"] = _Ref("orgs", row["OrgId"])
         out["courses"].append(rec)
-    class_terms: dict[str, list[_Ref]] = defaultdict(list)
-    for row in rows("IMSClassAcademicSessions"):
-        class_terms[row["IMSClassId"]].append(_Ref("academicSessions", row["AcademicSessionId"]))
+    def links(table: str, owner_column: str, entity: str, target_column: str) -> dict[str, list[_Ref]]:
+        """A many-to-many table as {owner id: [GUIDRef, ...]}."""
+        found: dict[str, list[_Ref]] = defaultdict(list)
+        for row in rows(table):
+            found[row[owner_column]].append(_Ref(entity, row[target_column]))
+        return found
+
+    class_terms = links("IMSClassAcademicSessions", "IMSClassId", "academicSessions", "AcademicSessionId")
     for row in rows("IMSClasses"):
         rec = base(row)
         rec["title"] = row["Title"]
@@ -353,12 +358,8 @@ def _ms_records(db: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
         _put(rec, "subjectCodes", _ms_list(row["_subjectCodes"]))
         _put(rec, "periods", _ms_list(row["_periods"]))
         out["classes"].append(rec)
-    agents: dict[str, list[_Ref]] = defaultdict(list)
-    for row in rows("UserAgents"):
-        agents[row["SubjectUserId"]].append(_Ref("users", row["AgentUserId"]))
-    orgs: dict[str, list[_Ref]] = defaultdict(list)
-    for row in rows("UserOrgs"):
-        orgs[row["UserId"]].append(_Ref("orgs", row["OrgId"]))
+    agents = links("UserAgents", "SubjectUserId", "users", "AgentUserId")
+    orgs = links("UserOrgs", "UserId", "orgs", "OrgId")
     for row in rows("Users"):
         rec = base(row)
         rec["username"] = row["Username"]
