@@ -112,9 +112,10 @@ def _parse_instant(text: str) -> dt.datetime | None:
 
 
 def ledger_states(data_dir: DataDir, term: str) -> dict[tuple[str, str], CourseState]:
-    if not (data_dir.gradebook_dir(term) / LEDGER_FILE).exists():
+    path = data_dir.gradebook_dir(term) / LEDGER_FILE
+    if not path.exists():
         return {}
-    with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger:
+    with Ledger(path, read_only=True) as ledger:
         return {
             (term, course): CourseState(_parse_instant(through), rejections)
             for course, (through, rejections) in ledger.course_states().items()

@@ -74,9 +74,13 @@ def utc_now() -> str:
 class Ledger:
     """One term's ledger. Not shared between threads: the writer records from its main thread."""
 
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = path
+        if read_only:
+            # A reader (the sensor) never waits for a run's write transaction: WAL lets both proceed.
+            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) so a batch is
         # all-or-nothing and concurrent runs of one term serialise on the write lock instead of failing.
         self._conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)

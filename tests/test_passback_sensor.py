@@ -1,0 +1,105 @@
+"""The grade-change sensor's tick planning: bounded cost, rotation, and what makes a course due."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pipeline.passback_sensor import CourseState, Cursor, TickPlan, plan_tick, run_requests
+
+NOW = dt.datetime(2026, 9, 20, 12, tzinfo=dt.timezone.utc)
+HOUR = dt.timedelta(hours=1)
+
+
+def courses(n: int, term: str = "fall") -> list[tuple[str, str]]:
+    return [(term, f"c{i:04d}") for i in range(n)]
+
+
+def synced(pairs, at=NOW - HOUR, rejections=0):
+    return {pair: CourseState(at, rejections) for pair in pairs}
+
+
+class Canvas:
+    """Stands for the one Canvas call per checked course; records which courses were asked."""
+
+    def __init__(self, graded: set[str] = frozenset()):
+        self.graded, self.asked = graded, []
+
+    def __call__(self, course: str, since: dt.datetime) -> bool:
+        self.asked.append((course, since))
+        return course in self.graded
+
+
+def tick(cursor, all_courses, states, canvas, budget=200):
+    return plan_tick(cursor, all_courses, states, canvas, budget=budget, now=NOW, resync=24 * HOUR)
+
+
+def test_cost_per_tick_is_bounded_and_the_cursor_rotates():
+    all_courses = courses(5_000)
+    states = synced(all_courses)
+    canvas = Canvas()
+    plan = tick(Cursor(), all_courses, states, canvas)
+    assert plan.checked == 200 and plan.canvas_calls == 200 and len(canvas.asked) == 200
+    assert plan.changed == {} and plan.cursor == Cursor(position=200, rotation=0)
+    cursor = plan.cursor
+    for _ in range(24):
+        cursor = tick(cursor, all_courses, states, canvas).cursor
+    assert cursor == Cursor(position=0, rotation=1)  # every course checked once in 25 ticks
+    assert len(canvas.asked) == 5_000 and len({c for c, _ in canvas.asked}) == 5_000
+
+
+def test_second_tick_with_the_returned_cursor_checks_the_next_courses():
+    all_courses = courses(5)
+    states = synced(all_courses)
+    canvas = Canvas(graded={"c0003"})
+    first = tick(Cursor(), all_courses, states, canvas, budget=3)
+    assert first.changed == {} and first.cursor == Cursor(3, 0)
+    second = tick(Cursor.parse(first.cursor.dump()), all_courses, states, canvas, budget=3)
+    assert second.changed == {"fall": ["c0003"]} and second.cursor == Cursor(1, 1)  # wrapped around
+    assert [c for c, _ in canvas.asked] == ["c0000", "c0001", "c0002", "c0003", "c0004", "c0000"]
+    # graded_since is the course's ledger watermark, not the cursor
+    assert all(since == NOW - HOUR for _, since in canvas.asked)
+
+
+def test_courses_are_due_without_asking_canvas_when_unsynced_rejected_or_stale():
+    all_courses = courses(4)
+    states = {
+        ("fall", "c0001"): CourseState(NOW - HOUR, 2),          # SIS rejections to retry
+        ("fall", "c0002"): CourseState(NOW - 25 * HOUR, 0),     # resync due
+        ("fall", "c0003"): CourseState(NOW - HOUR, 0),          # fresh: ask Canvas
+    }
+    canvas = Canvas()
+    plan = tick(Cursor(), all_courses, states, canvas)
+    assert plan.changed == {"fall": ["c0000", "c0001", "c0002"]}
+    assert plan.canvas_calls == 1 and [c for c, _ in canvas.asked] == ["c0003"]
+    assert plan.reasons == {"never synced": 1, "rejections to retry": 1, "resync due": 1, "new grades": 0}
+
+
+def test_restart_from_a_stored_cursor_and_run_requests_per_term():
+    all_courses = courses(3, "fall") + courses(3, "spring")
+    states = synced(all_courses)
+    canvas = Canvas(graded={"c0002"})
+    stored = Cursor(position=2, rotation=7).dump()
+    plan = tick(Cursor.parse(stored), all_courses, states, canvas, budget=4)
+    assert plan.changed == {"fall": ["c0002"], "spring": ["c0002"]}
+    requests = run_requests(plan)
+    assert [r.partition_key for r in requests] == ["fall", "spring"]
+    assert requests[0].run_config == {"ops": {"gradebook__canvas_export": {"config": {"courses": ["c0002"]}}}}
+    assert requests[0].run_key == "passback:fall:8:0"
+    # The cursor beyond the list (courses were removed) starts over instead of failing.
+    assert tick(Cursor(position=99), all_courses, states, Canvas(), budget=1).cursor == Cursor(1, 0)
+    assert tick(Cursor(), [], {}, Canvas()) == TickPlan(cursor=Cursor(), changed={})
+
+
+def test_ledger_states_are_read_while_a_run_holds_the_write_lock(tmp_path):
+    from pipeline.datadir import DataDir
+    from pipeline.passback.ledger import Ledger
+    from pipeline.passback_sensor import ledger_states
+
+    data_dir = DataDir(root=str(tmp_path))
+    assert ledger_states(data_dir, "fall") == {}
+    with Ledger.for_term(data_dir.gradebook_dir("fall")) as ledger:
+        ledger.mark_courses_synced({"c1": "2026-09-20T10:00:00+00:00"}, "run-1")
+        with ledger._transaction() as conn:  # a run mid-batch
+            conn.execute("UPDATE courses SET run_id = 'run-2'")
+            states = ledger_states(data_dir, "fall")
+    assert states == {("fall", "c1"): CourseState(dt.datetime(2026, 9, 20, 10, tzinfo=dt.timezone.utc), 0)}
