@@ -7,6 +7,7 @@ from typing import Any
 from pipeline import settings
 from pipeline.datadir import DataDir
 from pipeline.passback.config import passback_settings_from_env
+from pipeline.resources.canvas import canvas_from_env, upload_policy_from_env
 from pipeline.resources.mapping import MappingSettings
 from pipeline.resources.oneroster import oneroster_from_env
 
@@ -18,4 +19,6 @@ def build_resources() -> dict[str, Any]:
         "oneroster": oneroster_from_env(),
         "mapping": MappingSettings.from_env(),
         "passback": passback_settings_from_env(),
+        "canvas": canvas_from_env(),
+        "canvas_upload": upload_policy_from_env(),
     }
