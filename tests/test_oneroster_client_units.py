@@ -4,6 +4,7 @@ signatures checked by an independent verifier (oauthlib)."""
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 
 import dagster as dg
 import httpx2
@@ -12,6 +13,7 @@ from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, RequestV
 
 from pipeline.resources.oneroster import (
     OneRosterClient,
+    OneRosterError,
     StatusInfo,
     dateLastModified_filter,
     filter_expression,
@@ -65,6 +67,14 @@ def test_status_info_prefers_the_failure_among_warnings():
         ]
     }
     assert parse_status_info(body).code_minor == "invaliddata"
+
+
+def test_error_survives_pickling():
+    error = OneRosterError("GET /users failed", endpoint="/users", status_code=400,
+                           status_info=StatusInfo("failure", "error", "invaliddata", None))
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.endpoint, copy.status_code, copy.status_info) == (
+        str(error), "/users", 400, error.status_info)
 
 
 @pytest.mark.parametrize("body", [None, [], "oops", {}, {"users": []}, {"statusInfoSet": "broken"}])

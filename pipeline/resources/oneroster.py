@@ -85,6 +85,14 @@ class OneRosterError(Exception):
         self.status_code = status_code
         self.status_info = status_info
 
+    def __reduce__(self):
+        # Keyword-only fields: without this the error cannot cross a process boundary (pickle).
+        return _rebuild_error, (str(self), self.endpoint, self.status_code, self.status_info)
+
+
+def _rebuild_error(message: str, endpoint: str, status_code: int | None, status_info: StatusInfo | None) -> OneRosterError:
+    return OneRosterError(message, endpoint=endpoint, status_code=status_code, status_info=status_info)
+
 
 def parse_status_info(payload: Any) -> StatusInfo | None:
     """The most relevant status of a response body (its first failure, else its first entry).
