@@ -224,10 +224,15 @@ def _record_row_findings(parsed: ParsedImport, violations: list[Violation], outc
 
 
 def _diff(conn: sqlite3.Connection, parsed: ParsedImport, options: ImportOptions, outcome: _Outcome) -> ParsedImport:
-    """Canvas's CSV diffing: per file name, only changed rows plus drop rows for missing records."""
+    """Canvas's CSV diffing: per file name, only changed rows plus drop rows for missing records.
+
+    The base is the data set's last import that was applied as a diff or remaster: an import that exceeded
+    change_threshold was applied without drops, so the next one is still compared with the older base.
+    """
     previous = conn.execute(
         "SELECT id FROM sis_imports WHERE diffing_data_set_identifier = ? AND workflow_state IN "
-        "('imported', 'imported_with_messages') AND id < ? ORDER BY id DESC LIMIT 1",
+        "('imported', 'imported_with_messages') AND diffing_threshold_exceeded = 0 AND id < ? "
+        "ORDER BY id DESC LIMIT 1",
         (options.diffing_data_set_identifier, outcome.import_id)).fetchone()
     if previous is None:
         return parsed

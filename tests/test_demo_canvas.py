@@ -1,0 +1,296 @@
+"""Demo Canvas SIS Imports API over real HTTP: auth, uploads, workflow, row errors, diffing, thresholds,
+remaster, batch mode, throttling and faults, pagination, and state shared by two servers."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import httpx2
+import pytest
+
+from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, CanvasFaultPlan, DemoCanvasServer
+
+ROSTER = {
+    "accounts.csv": "account_id,parent_account_id,name,status\nA1,,District,active\nA2,A1,High School,active\n",
+    "terms.csv": "term_id,name,status,start_date,end_date\nT1,Fall,active,2026-08-01T00:00:00Z,2027-01-31T00:00:00Z\n"
+                 "T2,Spring,active,2027-02-01T00:00:00Z,2027-06-30T00:00:00Z\n",
+    "courses.csv": "course_id,short_name,long_name,account_id,term_id,status\nC1,ALG,Algebra,A2,T1,published\n"
+                   "C2,BIO,Biology,A2,T1,active\nC3,CHEM,Chemistry,A2,T2,published\n",
+    "sections.csv": "section_id,course_id,name,status\nS1,C1,Algebra 1,active\nS2,C2,Biology 1,active\n"
+                    "S3,C3,Chemistry 1,active\n",
+    "users.csv": "user_id,login_id,first_name,last_name,email,status\n"
+                 + "".join(f"U{i},u{i},First{i},Last{i},u{i}@example.org,active\n" for i in range(1, 13)),
+}
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def enrollments(rows: list[str]) -> dict[str, str]:
+    return {"enrollments.csv": "course_id,section_id,user_id,role,status\n" + "".join(r + "\n" for r in rows)}
+
+
+@pytest.fixture
+def server():
+    with DemoCanvasServer(polls_to_finish=2) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with httpx2.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"},
+                       timeout=30) as c:
+        yield c
+
+
+def upload(client: httpx2.Client, files: dict[str, str], **params) -> dict:
+    response = client.post("/api/v1/accounts/self/sis_imports", params={"import_type": "instructure_csv", **params},
+                           files={"attachment": ("import.zip", zipped(files), "application/zip")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def finish(client: httpx2.Client, import_id: int) -> dict:
+    for _ in range(10):
+        body = client.get(f"/api/v1/accounts/self/sis_imports/{import_id}").json()
+        if body["progress"] == 100 or body["workflow_state"].startswith("failed"):
+            return body
+    raise AssertionError(f"import {import_id} never finished")
+
+
+def imported(client: httpx2.Client, files: dict[str, str], **params) -> dict:
+    return finish(client, upload(client, files, **params)["id"])
+
+
+def enrollment_states(server: DemoCanvasServer) -> dict[tuple[str, str], str]:
+    return {(e["user_sis_id"], e["section_sis_id"]): e["workflow_state"] for e in server.state.enrollments()}
+
+
+def test_every_request_needs_the_bearer_token(server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = httpx2.get(f"{server.base_url}/api/v1/accounts/self", headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {"errors": [{"message": "Invalid access token."}]}
+        assert "X-Request-Cost" in response.headers and "X-Rate-Limit-Remaining" in response.headers
+    ok = httpx2.get(f"{server.base_url}/api/v1/accounts/self", params={"access_token": DEMO_CANVAS_TOKEN})
+    assert ok.status_code == 200 and ok.json()["id"] == 1
+
+
+def test_workflow_progresses_over_polls_and_counts_rows(client, server):
+    created = upload(client, ROSTER)
+    assert (created["workflow_state"], created["progress"], created["ended_at"]) == ("created", 0, None)
+    polled = client.get(f"/api/v1/accounts/self/sis_imports/{created['id']}").json()
+    assert (polled["workflow_state"], polled["progress"]) == ("importing", 50)
+    assert server.state.counts()["users"] == {}  # nothing is applied before the import finishes
+    done = client.get(f"/api/v1/accounts/1/sis_imports/{created['id']}").json()
+    assert (done["workflow_state"], done["progress"]) == ("imported", 100)
+    assert done["ended_at"] and "processing_warnings" not in done and "processing_errors" not in done
+    assert done["data"]["supplied_batches"] == ["account", "term", "course", "section", "user"]
+    counts = done["data"]["counts"]
+    assert (counts["accounts"], counts["terms"], counts["courses"], counts["sections"], counts["users"]) == (2, 2, 3, 3, 12)
+    assert done["statistics"]["Course"]["created"] == 3
+    state = server.state.counts()
+    assert state["courses"] == {"available": 2, "claimed": 1}  # active leaves a new course unpublished
+    assert state["users"] == {"active": 12}
+
+
+@pytest.mark.parametrize("how", ["raw_zip", "octet_stream", "text_csv"])
+def test_raw_uploads(client, server, how):
+    if how == "text_csv":
+        response = client.post("/api/v1/accounts/self/sis_imports", content=ROSTER["users.csv"].encode(),
+                               headers={"Content-Type": "text/csv"})
+    else:
+        content_type = "application/zip" if how == "raw_zip" else "application/octet-stream"
+        params = {"extension": "zip"} if how == "octet_stream" else {}
+        response = client.post("/api/v1/accounts/self/sis_imports", content=zipped(ROSTER), params=params,
+                               headers={"Content-Type": content_type})
+    assert response.status_code == 200
+    done = finish(client, response.json()["id"])
+    assert done["workflow_state"] == "imported"
+    assert done["data"]["counts"]["users"] == 12
+
+
+def test_row_error_gives_imported_with_messages_and_paged_errors(client, server):
+    imported(client, ROSTER)
+    done = imported(client, enrollments(["C1,S1,U1,student,active", "C1,S2,U2,student,active",
+                                         'C1,S1,U99,"student",active', "C1,S1,U3,boss,active"]))
+    assert done["workflow_state"] == "imported_with_messages"
+    assert done["data"]["counts"]["enrollments"] == 1
+    assert done["processing_warnings"][0] == [
+        "enrollments.csv", "An enrollment listed a section (S2) and a course (C1) that are unrelated for user (U2)"]
+    first = client.get(f"/api/v1/accounts/self/sis_imports/{done['id']}/errors", params={"per_page": 2})
+    assert first.json()["sis_import_errors"][1] == {
+        "sis_import_id": done["id"], "file": "enrollments.csv", "row": 4, "row_info": "C1,S1,U99,student,active\n",
+        "message": "User not found for enrollment (User ID: U99, Course ID: C1, Section ID: S1)"}
+    assert 'rel="next"' in first.headers["Link"]
+    second = httpx2.get(first.links["next"]["url"], headers=client.headers)
+    assert [e["message"] for e in second.json()["sis_import_errors"]] == ['Improper role "boss" for an enrollment']
+    assert 'rel="next"' not in second.headers["Link"]
+    assert enrollment_states(server) == {("U1", "S1"): "active"}
+
+
+def test_broken_file_fails_the_import_and_applies_nothing(client, server):
+    done = imported(client, {**ROSTER, "broken.csv": 'course_id,short_name\n"unclosed,x\n'})
+    assert done["workflow_state"] == "failed_with_messages"
+    assert done["processing_errors"] == [["broken.csv", "Malformed CSV"]]
+    assert server.state.counts()["users"] == {}
+    failures = client.get(f"/api/v1/accounts/self/sis_imports/{done['id']}/errors", params={"failure": "true"})
+    assert [e["message"] for e in failures.json()["sis_import_errors"]] == ["Malformed CSV"]
+
+
+def test_forced_failure_for_tests(client, server):
+    server.fail_next_import("Simulated outage")
+    done = imported(client, ROSTER)
+    assert (done["workflow_state"], done["processing_errors"]) == ("failed_with_messages", [["", "Simulated outage"]])
+    assert imported(client, ROSTER)["workflow_state"] == "imported"  # only the next one fails
+
+
+@pytest.mark.parametrize(("account", "params", "headers", "expected"), [
+    ("self", {"diffing_data_set_identifier": "x", "diffing_drop_status": "gone"}, {},
+     {"message": "Invalid diffing_drop_status"}),
+    ("2", {}, {}, {"errors": ["SIS imports can only be executed on root accounts"]}),
+    ("self", {}, {"Content-Type": "text/csv; charset=ISO-8859-1"}, {"error": "Invalid content type, UTF-8 required"}),
+    ("self", {"batch_mode": "true", "batch_mode_term_id": "sis_term_id:T1", "diffing_data_set_identifier": "x"}, {},
+     {"message": "batch_mode cannot be combined with diffing_data_set_identifier"}),
+    ("self", {"batch_mode": "true", "batch_mode_term_id": "sis_term_id:NOPE"}, {},
+     {"message": "Batch mode specified, but the given batch_mode_term_id cannot be found."}),
+    ("self", {"change_threshold": "0"}, {}, {"message": "change_threshold must be an integer from 1 to 100"}),
+])
+def test_create_time_errors(client, account, params, headers, expected):
+    imported(client, ROSTER)  # account 2 (A1) exists as a sub-account
+    response = client.post(f"/api/v1/accounts/{account}/sis_imports", params=params, content=b"user_id,login_id,status\n",
+                           headers={"Content-Type": "text/csv", **headers})
+    assert (response.status_code, response.json()) == (400, expected)
+
+
+def test_diffing_drops_missing_enrollments_and_leaves_other_data_sets_alone(client, server):
+    imported(client, ROSTER)
+    term1 = imported(client, enrollments(["C1,S1,U1,student,active", "C1,S1,U2,student,active",
+                                          "C1,S1,U3,teacher,active"]), diffing_data_set_identifier="term:T1")
+    imported(client, enrollments(["C3,S3,U4,student,active"]), diffing_data_set_identifier="term:T2")
+    again = imported(client, enrollments(["C1,S1,U1,student,active", "C1,S1,U3,teacher,active"]),
+                     diffing_data_set_identifier="term:T1", diffing_drop_status="inactive")
+    assert again["diffed_against_import_id"] == term1["id"]
+    assert again["diffing_threshold_exceeded"] is False
+    assert again["data"]["counts"]["enrollments"] == 1  # unchanged rows are not re-applied; one drop row is
+    assert enrollment_states(server) == {("U1", "S1"): "active", ("U2", "S1"): "inactive",
+                                         ("U3", "S1"): "active", ("U4", "S3"): "active"}
+
+
+def test_change_threshold_skips_the_diff_and_five_exceedances_need_a_remaster(client, server):
+    imported(client, ROSTER)
+    full = [f"C1,S1,U{i},student,active" for i in range(1, 11)]
+    imported(client, enrollments(full), diffing_data_set_identifier="term:T1", change_threshold=10)
+    for attempt in range(5):
+        shrunk = imported(client, enrollments(full[:5]), diffing_data_set_identifier="term:T1", change_threshold=10)
+        assert shrunk["workflow_state"] == "imported" and shrunk["diffing_threshold_exceeded"] is True, attempt
+    assert set(enrollment_states(server).values()) == {"active"}  # nothing dropped while the threshold holds
+    blocked = imported(client, enrollments(full[:5]), diffing_data_set_identifier="term:T1", change_threshold=10)
+    assert blocked["workflow_state"] == "failed_with_messages"
+    assert "diffing_remaster_data_set" in blocked["processing_errors"][0][1]
+    remaster = imported(client, enrollments(full[:5]), diffing_data_set_identifier="term:T1",
+                        diffing_remaster_data_set="true", change_threshold=10)
+    assert (remaster["workflow_state"], remaster["diffing_remaster"], remaster["diffed_against_import_id"]) == \
+        ("imported", True, None)
+    assert set(enrollment_states(server).values()) == {"active"}  # a remaster applies in full, drops nothing
+    after = imported(client, enrollments(full[:4]), diffing_data_set_identifier="term:T1", change_threshold=30)
+    assert after["diffed_against_import_id"] == remaster["id"]
+    assert enrollment_states(server)[("U5", "S1")] == "deleted"
+
+
+def test_batch_mode_removes_what_the_term_import_left_out(client, server):
+    imported(client, ROSTER)
+    imported(client, enrollments(["C1,S1,U1,student,active", "C2,S2,U2,student,active"]))
+    done = imported(client, {"courses.csv": "course_id,short_name,long_name,account_id,term_id,status\n"
+                                            "C1,ALG,Algebra,A2,T1,published\n",
+                             **enrollments(["C1,S1,U1,student,active"])},
+                    batch_mode="true", batch_mode_term_id="sis_term_id:T1", batch_mode_enrollment_drop_status="completed")
+    assert done["batch_mode"] is True
+    assert (done["data"]["counts"]["batch_courses_deleted"], done["data"]["counts"]["batch_enrollments_deleted"]) == (1, 1)
+    courses = {c["sis_id"]: c["workflow_state"] for c in server.state.courses()}
+    assert courses == {"C1": "available", "C2": "deleted", "C3": "available"}  # T2 untouched
+    assert enrollment_states(server) == {("U1", "S1"): "active", ("U2", "S2"): "completed"}
+
+
+def test_enrollment_statuses_and_skip_deletes(client, server):
+    imported(client, ROSTER)
+    imported(client, enrollments(["C1,S1,U1,student,active", "C1,S1,U2,student,active",
+                                  "C1,S1,U2,teacher,active"]))
+    imported(client, enrollments(["C1,S1,U1,student,deleted"]), skip_deletes="true")
+    assert enrollment_states(server)[("U1", "S1")] == "active"
+    # deleted_last_completed: the user's last enrollment in the course is completed, others are deleted
+    imported(client, enrollments(["C1,S1,U1,student,deleted_last_completed",
+                                  "C1,S1,U2,student,deleted_last_completed"]))
+    roles = {(e["user_sis_id"], e["role"]): e["workflow_state"] for e in server.state.enrollments()}
+    assert roles == {("U1", "StudentEnrollment"): "completed", ("U2", "StudentEnrollment"): "deleted",
+                     ("U2", "TeacherEnrollment"): "active"}
+
+
+def test_observers_are_enrolled_where_their_students_are(client, server):
+    imported(client, ROSTER)
+    imported(client, {**enrollments(["C1,S1,U1,student,active"]),
+                      "user_observers.csv": "observer_id,student_id,status\nU9,U1,active\n"})
+    observer = [e for e in server.state.enrollments() if e["user_sis_id"] == "U9"]
+    assert [(e["type"], e["associated_user_sis_id"], e["workflow_state"]) for e in observer] == [
+        ("ObserverEnrollment", "U1", "active")]
+    imported(client, {"user_observers.csv": "observer_id,student_id,status\nU9,U1,deleted\n"})
+    assert [e["workflow_state"] for e in server.state.enrollments() if e["user_sis_id"] == "U9"] == ["deleted"]
+
+
+def test_throttling_and_server_errors_are_injectable_and_carry_headers():
+    plan = CanvasFaultPlan(throttle_first_n=2, throttle_statuses=(403, 429), server_error_first_n=1)
+    with DemoCanvasServer(faults=plan) as srv:
+        headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+        responses = [httpx2.get(f"{srv.base_url}/api/v1/accounts/self", headers=headers) for _ in range(4)]
+    assert [r.status_code for r in responses] == [403, 429, 503, 200]
+    assert responses[0].text == "403 Forbidden (Rate Limit Exceeded)"
+    assert responses[0].headers["X-Rate-Limit-Remaining"] == "0.0"
+    for response in responses:
+        assert float(response.headers["X-Request-Cost"]) >= 0
+        assert "X-Rate-Limit-Remaining" in response.headers
+    assert float(responses[3].headers["X-Rate-Limit-Remaining"]) > 600
+    assert srv.fault_counts == {"throttle": 2, "server_error": 1}
+
+
+def test_random_faults_are_deterministic_by_seed():
+    plan = CanvasFaultPlan(seed=7, throttle_rate=0.3, server_error_rate=0.2)
+    assert [plan.decide(n) for n in range(50)] == [plan.decide(n) for n in range(50)]
+    assert {plan.decide(n) for n in range(50)} == {None, "throttle", "server_error"}
+
+
+def test_link_pagination_over_courses(client, server):
+    imported(client, ROSTER)
+    first = client.get("/api/v1/accounts/self/courses", params={"per_page": 2})
+    assert [c["sis_course_id"] for c in first.json()] == ["C1", "C2"]
+    links = first.links
+    assert {"current", "first", "last", "next"} <= set(links) and "prev" not in links
+    assert "page=2" in links["last"]["url"]
+    second = httpx2.get(links["next"]["url"], headers=client.headers)
+    assert [c["sis_course_id"] for c in second.json()] == ["C3"]
+    assert "prev" in second.links and "next" not in second.links
+    in_term = client.get("/api/v1/accounts/self/courses", params={"enrollment_term_id": "sis_term_id:T2"}).json()
+    assert [(c["sis_course_id"], c["workflow_state"]) for c in in_term] == [("C3", "available")]
+    listing = client.get("/api/v1/accounts/self/sis_imports", params={"per_page": 100}).json()
+    assert [i["workflow_state"] for i in listing["sis_imports"]] == ["imported"]
+
+
+def test_two_servers_on_one_state_file_agree(tmp_path):
+    state = tmp_path / "demo" / "canvas.sqlite"
+    headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+    with DemoCanvasServer(state_path=state) as first, DemoCanvasServer(state_path=state) as second:
+        with httpx2.Client(base_url=first.base_url, headers=headers) as one, \
+                httpx2.Client(base_url=second.base_url, headers=headers) as two:
+            created = upload(one, ROSTER)
+            two.get(f"/api/v1/accounts/self/sis_imports/{created['id']}")
+            done = one.get(f"/api/v1/accounts/self/sis_imports/{created['id']}").json()
+            assert done["workflow_state"] == "imported"
+            course = two.get("/api/v1/courses/sis_course_id:C1").json()
+            assert (course["sis_course_id"], course["name"], course["workflow_state"]) == ("C1", "Algebra", "available")
+    with DemoCanvasServer(state_path=state) as reopened:
+        assert reopened.state.counts()["users"] == {"active": 12}
