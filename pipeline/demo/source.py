@@ -80,6 +80,8 @@ def guid_ref(href_base: str, entity: str, sourced_id: str) -> dict[str, str]:
 class RosterSource(Protocol):
     """Read-only records by index. `href_base` is the provider's base URL, used in GUIDRef hrefs."""
 
+    fingerprint: str  # names the data (kind, size, seed or file digest): state files remember it
+
     def count(self, entity: str) -> int: ...
 
     def record(self, entity: str, index: int, href_base: str) -> dict[str, Any]: ...
