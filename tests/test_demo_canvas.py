@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import pytest
 
-from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, CanvasFaultPlan, DemoCanvasServer
+from pipeline.demo.canvas_server import (
+    DEMO_CANVAS_TOKEN, CanvasFaultPlan, CanvasThrottle, DemoCanvasServer, embedded_canvas,
+)
 
 ROSTER = {
     "accounts.csv": "account_id,parent_account_id,name,status\nA1,,District,active\nA2,A1,High School,active\n",
@@ -294,3 +297,23 @@ def test_two_servers_on_one_state_file_agree(tmp_path):
             assert (course["sis_course_id"], course["name"], course["workflow_state"]) == ("C1", "Algebra", "available")
     with DemoCanvasServer(state_path=state) as reopened:
         assert reopened.state.counts()["users"] == {"active": 12}
+
+
+def test_leaky_bucket_throttles_concurrent_requests():
+    # Each running request reserves 50 of a 60 bucket: a second request arriving meanwhile is throttled.
+    throttle = CanvasThrottle(capacity=60, up_front_cost=50, outflow_per_second=0.0, status=429)
+    with DemoCanvasServer(throttle=throttle, latency_ms=300) as srv:
+        headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+        with ThreadPoolExecutor(2) as pool:
+            statuses = sorted(pool.map(lambda _: httpx2.get(f"{srv.base_url}/api/v1/accounts/self",
+                                                            headers=headers).status_code, range(2)))
+        assert statuses == [200, 429]
+        assert httpx2.get(f"{srv.base_url}/api/v1/accounts/self", headers=headers).status_code == 200
+
+
+def test_embedded_canvas_is_one_server_per_process_on_the_data_dir(tmp_path):
+    first = embedded_canvas(tmp_path / "data")
+    assert embedded_canvas(tmp_path / "data") is first
+    assert (tmp_path / "data" / "demo" / "canvas.sqlite").exists()
+    response = httpx2.get(f"{first.base_url}/api/v1/accounts/self", headers={"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"})
+    assert response.status_code == 200
