@@ -208,6 +208,10 @@ class District:
         return School(i, kind, count, cohorts, sections, offsets[:-1], offsets[-1])
 
     def count(self, entity: str) -> int:
+        return self._counts.get(entity, 0)
+
+    @cached_property
+    def _counts(self) -> dict[str, int]:
         return {
             "orgs": 1 + self.n_schools,
             "academicSessions": len(SESSIONS),
@@ -217,7 +221,7 @@ class District:
             "enrollments": self._student_enrollments + self._staff_enrollment_offsets[-1],
             "demographics": self.students,
             "categories": len(CATEGORIES),
-        }.get(entity, 0)
+        }
 
     def _student_place(self, s: int) -> tuple[School, int, int]:
         """(school, grade index, position in cohort) of student `s`."""
