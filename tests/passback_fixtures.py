@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.oneroster import schema
-from pipeline.passback.export import SCHEMAS, export_path
+from pipeline.passback.export import export_writers
 from pipeline.passback.objects import SnapshotPaths
 
 UTC = dt.timezone.utc
@@ -42,8 +42,9 @@ SESSIONS = [
 
 
 def write_export(export_dir: Path, **tables: list[dict]) -> None:
-    for name, schema_ in SCHEMAS.items():
-        write_rows(export_path(export_dir, name), tables.get(name, []), schema_)
+    with export_writers(export_dir) as writers:
+        for name, rows in tables.items():
+            writers[name].add(rows)
 
 
 def standard_export(export_dir: Path, **overrides: list[dict]) -> None:
