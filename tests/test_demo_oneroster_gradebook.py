@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import httpx2
 import pytest
 
 from pipeline.demo.oneroster_server import DemoOneRosterServer
@@ -221,3 +222,15 @@ def test_gradebook_state_is_shared_through_the_state_file(tmp_path, roster):
         assert b.put("/results/res-1", json=result(roster[0])).status_code == 201
         assert a.get("/results/res-1").json()["result"]["score"] == 87.5
         assert second.store.get("results", "res-1")["student"]["sourcedId"] == roster[0]
+
+
+def test_gradebook_put_over_oauth1_signs_no_body():
+    from tests.test_demo_oneroster import OAuthlibSigned
+
+    with DemoOneRosterServer(students=30, auth="oauth1") as server:
+        body = {"category": {"sourcedId": "cat-labs", "status": "active", "title": "Labs"}}
+        created = httpx2.put(server.base_url + "/categories/cat-labs", json=body, auth=OAuthlibSigned())
+        assert created.status_code == 201, created.text
+        assert httpx2.put(server.base_url + "/categories/cat-labs", json=body,
+                          auth=OAuthlibSigned(secret="wrong")).status_code == 401
+        assert httpx2.delete(server.base_url + "/categories/cat-labs", auth=OAuthlibSigned()).status_code == 204
