@@ -170,6 +170,40 @@ def test_concurrent_pages_come_in_offset_order_with_bounded_read_ahead(reference
     assert ids == reference_ids
 
 
+def test_rows_deleted_while_paging_concurrently_end_the_read_cleanly(reference_ids):
+    dropped = reference_ids[-30:]
+    with DemoOneRosterServer(students=STUDENTS, seed=1, latency_ms=10) as srv:
+        with client_for(srv, page_size=50, max_concurrency=2).open() as session:
+            pages = session.iter_pages("/users", envelope_keys=USERS)
+            ids = [r["sourcedId"] for r in next(pages)]
+            srv.store.drop_records("users", dropped)  # the SIS deletes users mid-read
+            rest = list(pages)
+    assert all(rest), "an empty page is the end, never yielded"
+    assert ids + [r["sourcedId"] for page in rest for r in page] == reference_ids[:-30]
+
+
+def test_cap_that_shrinks_mid_read_skips_no_rows(reference_ids):
+    with DemoOneRosterServer(students=STUDENTS, seed=1, latency_ms=10) as srv:
+        with client_for(srv, page_size=50, max_concurrency=3).open() as session:
+            pages = session.iter_pages("/users", envelope_keys=USERS)
+            ids = [r["sourcedId"] for r in next(pages)]
+            srv.page_cap = 20  # the provider starts capping pages (under load, say)
+            ids += [r["sourcedId"] for page in pages for r in page]
+    assert ids == reference_ids
+
+
+def test_rows_added_while_paging_concurrently_are_read_too(reference_ids):
+    added = [f"new-user-{i}" for i in range(3)]
+    with DemoOneRosterServer(students=STUDENTS, seed=1) as srv:
+        template = srv.store.get("users", reference_ids[0])
+        with client_for(srv, page_size=50, max_concurrency=2).open() as session:
+            pages = session.iter_pages("/users", envelope_keys=USERS)
+            ids = [r["sourcedId"] for r in next(pages)]
+            srv.store.upsert_records("users", [{**template, "sourcedId": i} for i in added])
+            ids += [r["sourcedId"] for page in pages for r in page]
+    assert ids == reference_ids + added
+
+
 def test_delta_read_with_date_last_modified_filter(reference_ids):
     changed = [reference_ids[3], reference_ids[-2]]
     with DemoOneRosterServer(students=STUDENTS, seed=1) as srv:
