@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import logging
 import random
 import threading
 import time
@@ -40,6 +41,8 @@ from pipeline.demo.provider_auth import (
     TokenIssuer,
 )
 from pipeline.demo.source import RosterSource, Selection, ref_id
+
+_log = logging.getLogger(__name__)
 
 # Public demo credentials: they only ever open the demo provider.
 DEMO_CLIENT_ID = "rosterbridge-demo"
@@ -442,6 +445,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self.app.handle(request)
         except Exception as exc:  # a bug must still answer, never hang the client
+            _log.exception("demo OneRoster provider failed on %s %s", self.command, path)
             response = _Response.error(ProviderError(500, "internal_server_error", f"{type(exc).__name__}"))
         self.app.stats.record(response.status, response.fault)
         payload = b"" if response.body is None else json.dumps(
