@@ -430,6 +430,10 @@ class _Response:
 class _Handler(BaseHTTPRequestHandler):
     app: DemoOneRosterServer
     protocol_version = "HTTP/1.1"  # keep-alive: benchmark clients reuse connections
+    # Headers and body leave in one buffered write (flushed after each request), and with TCP_NODELAY:
+    # otherwise a small response waits ~40 ms for the client's delayed ACK (Nagle).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server_version = "RosterbridgeDemoOneRoster/1.1"
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature; request logs would flood tests
