@@ -160,3 +160,15 @@ def test_password_is_never_a_column():
     table, _ = convert("users", [a_user()])
     assert "password" not in table.column_names
     assert "hunter2" not in str(table.to_pylist())
+
+
+def test_blank_values_are_missing_not_malformed():
+    record = a_user(status="", dateLastModified="", enabledUser="", orgs=[ref("org", "")], middleName="")
+    table, problems = convert("users", [record])
+    assert sorted((p.rule, p.field) for p in problems) == [
+        (checks.REQUIRED, "dateLastModified"),
+        (checks.REQUIRED, "enabledUser"),
+        (checks.REQUIRED, "orgs"),
+        (checks.REQUIRED, "status"),
+    ]
+    assert table.column("middleName").to_pylist() == [""]

@@ -146,7 +146,8 @@ def record_problems(entity: str, table: pa.Table, known: list[Problem] = ()) -> 
                 problems.append(Problem(row, REQUIRED, field, f"{field} is required"))
     for column, allowed in ENUM_VALUES[entity].items():
         values = table.column(column)
-        invalid = pc.and_kleene(pc.is_valid(values), pc.invert(pc.is_in(values, pa.array(allowed))))
+        # Blank is "missing", which the required rule reports where it matters.
+        invalid = pc.and_kleene(pc.is_valid(values), pc.invert(pc.is_in(values, pa.array(("", *allowed)))))
         field = field_name(entity, column)
         for row in _true_rows(invalid):
             shown = "" if is_personal(entity, field) else f" {values[row].as_py()!r}"

@@ -10,6 +10,7 @@ Reading is lenient where providers are known to differ, strict where a value can
 * numbers are accepted where text is expected (identifiers sent as numbers);
 * unknown fields are ignored, and `password` is never read.
 
+An empty string is a missing value (CSV-born providers send blanks), never a format problem.
 A value that cannot be read becomes null and a `Problem` (rule `date_format`, `boolean_format` or
 `wrong_type`) naming the record's position in the page, so the record checks can reject it.
 Conversion is column by column with one converter per column; the common all-valid page takes a
@@ -43,7 +44,7 @@ _BOOLEANS = {True: True, False: False, "true": True, "false": False, "1": True, 
 
 
 def to_bool(value: Any) -> bool | None:
-    if value is None:
+    if value is None or value == "":
         return None
     # Type-checked first: 1.0 == 1 == True as dict keys, and a float is no boolean.
     kind = type(value)
@@ -68,7 +69,7 @@ def to_ref(value: Any) -> str | None:
         value = value.get("sourcedId")
         if value is None:
             raise BadValue(checks.WRONG_TYPE, "is a reference without a sourcedId")
-    return to_text(value)
+    return to_text(value) or None
 
 
 def _list_of(item: Converter) -> Converter:
@@ -79,7 +80,8 @@ def _list_of(item: Converter) -> Converter:
             return [part.strip() for part in value.split(",") if part.strip()]
         if type(value) is not list:
             raise BadValue(checks.WRONG_TYPE, f"must be a list, not {type(value).__name__}")
-        return [item(v) for v in value]
+        # Blank and null elements carry nothing (a GUIDRef without an id, an empty grade).
+        return [converted for v in value if (converted := item(v))]
 
     return convert
 
@@ -117,7 +119,7 @@ def _parse_timestamp(text: str) -> dt.datetime:
 
 def _text_parsed_by(parse: Callable[[str], Any], message: str) -> Converter:
     def convert(value: Any) -> Any:
-        if value is None:
+        if value is None or value == "":
             return None
         if type(value) is not str:
             raise BadValue(checks.DATE_FORMAT, message)
