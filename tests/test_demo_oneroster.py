@@ -425,6 +425,16 @@ def test_latency_does_not_serialise_concurrent_requests():
         assert statuses == [200] * 6 and 0.3 <= elapsed < 1.2, elapsed
 
 
+def test_small_responses_do_not_wait_for_a_delayed_ack(api):
+    """Headers and body must leave together (else Nagle + delayed ACK add ~40 ms to every request)."""
+    timings = []
+    for _ in range(15):
+        started = time.perf_counter()
+        assert api.get("/orgs").status_code == 200
+        timings.append(time.perf_counter() - started)
+    assert sorted(timings)[len(timings) // 2] < 0.02, timings
+
+
 # --- embedded default ----------------------------------------------------------------------------------
 def test_embedded_provider_is_one_per_data_dir_with_state_under_demo(tmp_path, monkeypatch):
     monkeypatch.setenv("ROSTERBRIDGE_DEMO_STUDENTS", "45")
