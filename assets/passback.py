@@ -205,8 +205,8 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
     term = context.partition_key
     folder = run_dir(data_dir, term, context.run_id)
     gathered = {
-        row["sis_course_id"]: row["gathered_at"]
-        for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "gathered_at"]).to_pylist()
+        row["sis_course_id"]: row["graded_through"]
+        for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "graded_through"]).to_pylist()
     }
     started = time.monotonic()
     conn = connect()

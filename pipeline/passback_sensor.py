@@ -27,11 +27,12 @@ from pipeline import settings
 from pipeline.datadir import DataDir
 from pipeline.partitions import SCHOOL_TERM
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.export import provisioned_courses
+from pipeline.passback.export import parse_time, provisioned_courses
 from pipeline.passback.ledger import LEDGER_FILE, Ledger
 from pipeline.resources.canvas import CanvasClient, CanvasError
 
 EXPORT_OP = "gradebook__canvas_export"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ class Cursor:
 
 @dataclass(frozen=True)
 class CourseState:
-    synced_through: dt.datetime | None
+    graded_through: dt.datetime | None  # Canvas graded_at up to which the SIS has the course's grades
+    synced_at: dt.datetime | None  # when a run last finished the course (None: never)
     rejections: int
 
 
@@ -86,15 +88,15 @@ def plan_tick(
         term, course = courses[position]
         state = states.get((term, course))
         reason = None
-        if state is None or state.synced_through is None:
+        if state is None or state.synced_at is None:
             reason = "never synced"
         elif state.rejections:
             reason = "rejections to retry"
-        elif now - state.synced_through >= resync:
+        elif now - state.synced_at >= resync:
             reason = "resync due"
         else:
             plan.canvas_calls += 1
-            if graded_since(course, state.synced_through):
+            if graded_since(course, state.graded_through or EPOCH):
                 reason = "new grades"
         if reason:
             plan.reasons[reason] += 1
@@ -107,7 +109,7 @@ def plan_tick(
     return plan
 
 
-def _parse_instant(text: str) -> dt.datetime | None:
+def _parse_instant(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
@@ -117,21 +119,29 @@ def ledger_states(data_dir: DataDir, term: str) -> dict[tuple[str, str], CourseS
         return {}
     with Ledger(path, read_only=True) as ledger:
         return {
-            (term, course): CourseState(_parse_instant(through), rejections)
-            for course, (through, rejections) in ledger.course_states().items()
+            (term, course): CourseState(_parse_instant(through), _parse_instant(synced_at), rejections)
+            for course, (through, synced_at, rejections) in ledger.course_states().items()
         }
 
 
 def canvas_graded_since(session) -> Callable[[str, dt.datetime], bool]:
+    """One Canvas call: the course's latest submission graded after `since`.
+
+    Canvas compares graded_since with its stored (sub-second) graded_at but shows whole seconds, so
+    the newest grade is asked for and compared in what Canvas shows: the grade the watermark came
+    from never counts as new again.
+    """
+
     def graded_since(course: str, since: dt.datetime) -> bool:
-        params = [("student_ids[]", "all"), ("graded_since", since.isoformat()), ("per_page", "1")]
+        params = [("student_ids[]", "all"), ("graded_since", since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+                  ("order", "graded_at"), ("order_direction", "descending"), ("per_page", "1")]
         try:
             page = session.get(f"/api/v1/courses/sis_course_id:{course}/students/submissions", params)
         except CanvasError as exc:
             if exc.status_code == 404:  # gone from Canvas: nothing to pass back
                 return False
             raise
-        return bool(page)
+        return any((parse_time(s.get("graded_at")) or EPOCH) > since for s in page or [])
 
     return graded_since
 

@@ -14,8 +14,11 @@ def courses(n: int, term: str = "fall") -> list[tuple[str, str]]:
     return [(term, f"c{i:04d}") for i in range(n)]
 
 
+WATERMARK = NOW - 3 * HOUR  # latest Canvas graded_at the SIS has
+
+
 def synced(pairs, at=NOW - HOUR, rejections=0):
-    return {pair: CourseState(at, rejections) for pair in pairs}
+    return {pair: CourseState(WATERMARK, at, rejections) for pair in pairs}
 
 
 class Canvas:
@@ -57,20 +60,20 @@ def test_second_tick_with_the_returned_cursor_checks_the_next_courses():
     assert second.changed == {"fall": ["c0003"]} and second.cursor == Cursor(1, 1)  # wrapped around
     assert [c for c, _ in canvas.asked] == ["c0000", "c0001", "c0002", "c0003", "c0004", "c0000"]
     # graded_since is the course's ledger watermark, not the cursor
-    assert all(since == NOW - HOUR for _, since in canvas.asked)
+    assert all(since == WATERMARK for _, since in canvas.asked)
 
 
 def test_courses_are_due_without_asking_canvas_when_unsynced_rejected_or_stale():
     all_courses = courses(4)
     states = {
-        ("fall", "c0001"): CourseState(NOW - HOUR, 2),          # SIS rejections to retry
-        ("fall", "c0002"): CourseState(NOW - 25 * HOUR, 0),     # resync due
-        ("fall", "c0003"): CourseState(NOW - HOUR, 0),          # fresh: ask Canvas
+        ("fall", "c0001"): CourseState(WATERMARK, NOW - HOUR, 2),       # SIS rejections to retry
+        ("fall", "c0002"): CourseState(WATERMARK, NOW - 25 * HOUR, 0),  # resync due
+        ("fall", "c0003"): CourseState(None, NOW - HOUR, 0),            # fresh, no grade yet: ask Canvas
     }
     canvas = Canvas()
     plan = tick(Cursor(), all_courses, states, canvas)
     assert plan.changed == {"fall": ["c0000", "c0001", "c0002"]}
-    assert plan.canvas_calls == 1 and [c for c, _ in canvas.asked] == ["c0003"]
+    assert plan.canvas_calls == 1 and canvas.asked == [("c0003", dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))]
     assert plan.reasons == {"never synced": 1, "rejections to retry": 1, "resync due": 1, "new grades": 0}
 
 
@@ -98,8 +101,10 @@ def test_ledger_states_are_read_while_a_run_holds_the_write_lock(tmp_path):
     data_dir = DataDir(root=str(tmp_path))
     assert ledger_states(data_dir, "fall") == {}
     with Ledger.for_term(data_dir.gradebook_dir("fall")) as ledger:
-        ledger.mark_courses_synced({"c1": "2026-09-20T10:00:00+00:00"}, "run-1")
+        ledger.mark_courses_synced({"c1": "2026-09-20T10:00:00+00:00", "c2": None}, "run-1")
         with ledger._transaction() as conn:  # a run mid-batch
             conn.execute("UPDATE courses SET run_id = 'run-2'")
             states = ledger_states(data_dir, "fall")
-    assert states == {("fall", "c1"): CourseState(dt.datetime(2026, 9, 20, 10, tzinfo=dt.timezone.utc), 0)}
+    assert states[("fall", "c1")].graded_through == dt.datetime(2026, 9, 20, 10, tzinfo=dt.timezone.utc)
+    assert states[("fall", "c2")].graded_through is None
+    assert NOW.year <= states[("fall", "c1")].synced_at.year and states[("fall", "c1")].rejections == 0

@@ -63,7 +63,7 @@ def test_ledger_records_atomically_and_keeps_the_accepted_hash_on_rejection(tmp_
         ledger.record(rejected=[Rejected("a", "result", "c1", "li", "h2", 422, "bad")])
         assert ledger.accepted_hashes().to_pylist() == [{"sourced_id": "a", "accepted_hash": "h1"}]
         assert ledger.rejections()[0]["rejected_message"] == "bad"
-        assert ledger.course_states() == {"c1": ("", 1)}
+        assert ledger.course_states() == {"c1": (None, None, 1)}
         with pytest.raises(RuntimeError):
             with ledger._transaction() as conn:
                 conn.execute("UPDATE items SET accepted_hash = 'x'")
@@ -73,7 +73,8 @@ def test_ledger_records_atomically_and_keeps_the_accepted_hash_on_rejection(tmp_
         ledger.mark_courses_synced({"c1": "2026-09-20T00:00:00+00:00"}, "run-1")
     with Ledger(tmp_path / "ledger.sqlite") as reopened:
         assert reopened.accepted_hashes().to_pylist() == [{"sourced_id": "a", "accepted_hash": "h2"}]
-        assert reopened.course_states() == {"c1": ("2026-09-20T00:00:00+00:00", 0)}
+        through, synced_at, rejections = reopened.course_states()["c1"]
+        assert (through, rejections) == ("2026-09-20T00:00:00+00:00", 0) and synced_at
 
 
 def test_passback_writes_once_then_only_what_changed(tmp_path):
@@ -115,7 +116,7 @@ def test_a_rejected_result_is_recorded_and_the_rest_written(tmp_path):
             assert len(rejections) == 2
             assert rejections[0]["rejected_status"] == 422
             assert "has no active student enrollment" in rejections[0]["rejected_message"]
-            assert ledger.course_states()[CLASS][1] == 2  # the sensor will request the course again
+            assert ledger.course_states()[CLASS][2] == 2  # the sensor will request the course again
 
         srv.store.set_status("enrollments", enrollment["sourcedId"], "active")  # fixed in the SIS
         retry = passback(tmp_path, srv, run="retry")

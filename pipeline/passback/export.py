@@ -31,6 +31,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "courses": pa.schema([
         ("course_id", pa.int64()), ("sis_course_id", pa.string()), ("name", pa.string()),
         ("gathered_at", TIMESTAMP),
+        # The latest graded_at among all the course's submissions, hidden ones included: the course's
+        # watermark for the sensor's graded_since (Canvas's clock, so no skew with ours).
+        ("graded_through", TIMESTAMP),
     ]),
     "sections": pa.schema([
         ("course_id", pa.int64()), ("section_id", pa.int64()), ("sis_section_id", pa.string()), ("name", pa.string()),
@@ -138,9 +141,9 @@ def gather_course(canvas, sis_course_id: str) -> CourseExport:
         raise
     cid = int(course["id"])
     base = f"/api/v1/courses/{cid}"
-    export.rows["courses"].append(
-        {"course_id": cid, "sis_course_id": sis_course_id, "name": course.get("name"), "gathered_at": gathered_at}
-    )
+    course_row = {"course_id": cid, "sis_course_id": sis_course_id, "name": course.get("name"),
+                  "gathered_at": gathered_at, "graded_through": None}
+    export.rows["courses"].append(course_row)
     for s in canvas.get_paginated(f"{base}/sections"):
         export.rows["sections"].append(
             {"course_id": cid, "section_id": int(s["id"]), "sis_section_id": s.get("sis_section_id"), "name": s.get("name")}
@@ -176,13 +179,16 @@ def gather_course(canvas, sis_course_id: str) -> CourseExport:
             "current_score": grades.get("current_score"), "final_score": grades.get("final_score"),
         })
     for s in canvas.get_paginated(f"{base}/students/submissions", [("student_ids[]", "all")]):
+        graded_at = parse_time(s.get("graded_at"))
+        if graded_at and (course_row["graded_through"] is None or graded_at > course_row["graded_through"]):
+            course_row["graded_through"] = graded_at
         if not is_sendable(s):
             continue
         export.rows["submissions"].append({
             "course_id": cid, "assignment_id": int(s["assignment_id"]), "user_id": int(s["user_id"]),
             "score": s.get("score"), "excused": bool(s.get("excused")), "missing": bool(s.get("missing")),
             "late": bool(s.get("late")), "workflow_state": s.get("workflow_state"),
-            "graded_at": parse_time(s.get("graded_at")), "posted_at": parse_time(s.get("posted_at")),
+            "graded_at": graded_at, "posted_at": parse_time(s.get("posted_at")),
         })
     return export
 

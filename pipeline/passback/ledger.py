@@ -39,9 +39,9 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_course ON items (sis_course_id, kind);
 CREATE TABLE IF NOT EXISTS courses (
     sis_course_id     TEXT PRIMARY KEY,
-    synced_through    TEXT NOT NULL,      -- grades graded before this instant are in the SIS (or rejected)
-    run_id            TEXT,
-    updated_at        TEXT NOT NULL
+    graded_through    TEXT,               -- Canvas graded_at up to which the course's grades are sent (NULL: none yet)
+    synced_at         TEXT NOT NULL,      -- when a run last finished sending the course
+    run_id            TEXT
 );
 """
 
@@ -174,16 +174,17 @@ class Ledger:
             )
             return cursor.rowcount
 
-    def mark_courses_synced(self, synced_through: dict[str, str], run_id: str) -> None:
+    def mark_courses_synced(self, graded_through: dict[str, str | None], run_id: str) -> None:
+        """Advance each course's watermark: only called once the run sent everything for the courses."""
         now = utc_now()
         with self._transaction() as conn:
             conn.executemany(
                 """
-                INSERT INTO courses (sis_course_id, synced_through, run_id, updated_at) VALUES (?, ?, ?, ?)
-                ON CONFLICT (sis_course_id) DO UPDATE SET synced_through = excluded.synced_through,
-                    run_id = excluded.run_id, updated_at = excluded.updated_at
+                INSERT INTO courses (sis_course_id, graded_through, synced_at, run_id) VALUES (?, ?, ?, ?)
+                ON CONFLICT (sis_course_id) DO UPDATE SET graded_through = excluded.graded_through,
+                    synced_at = excluded.synced_at, run_id = excluded.run_id
                 """,
-                [(course, through, run_id, now) for course, through in synced_through.items()],
+                [(course, through, now, run_id) for course, through in graded_through.items()],
             )
 
     # --- reading -----------------------------------------------------------------------------------
@@ -229,17 +230,20 @@ class Ledger:
     def rejection_count(self) -> int:
         return self._conn.execute("SELECT count(*) FROM items WHERE rejected_at IS NOT NULL").fetchone()[0]
 
-    def course_states(self) -> dict[str, tuple[str, int]]:
-        """sis_course_id → (synced_through, outstanding rejections): what the sensor needs."""
+    def course_states(self) -> dict[str, tuple[str | None, str | None, int]]:
+        """sis_course_id → (graded_through, synced_at, outstanding rejections): what the sensor needs.
+        synced_at is None for a course never synced (it only has rejections)."""
         states = {
-            course: (through, 0)
-            for course, through in self._conn.execute("SELECT sis_course_id, synced_through FROM courses")
+            course: (through, synced_at, 0)
+            for course, through, synced_at in self._conn.execute(
+                "SELECT sis_course_id, graded_through, synced_at FROM courses"
+            )
         }
         for course, count in self._conn.execute(
             "SELECT sis_course_id, count(*) FROM items WHERE rejected_at IS NOT NULL GROUP BY sis_course_id"
         ):
-            through = states.get(course, ("", 0))[0]
-            states[course] = (through, count)
+            through, synced_at, _ = states.get(course, (None, None, 0))
+            states[course] = (through, synced_at, count)
         return states
 
     def counts(self) -> dict[str, int]:

@@ -18,8 +18,6 @@ from pipeline.passback.objects import object_path, scalar, sql_path
 from pipeline.passback.writer import KINDS, LINE_ITEM, RESULT, GradebookWriter, Item, PhaseStats
 from pipeline.resources.mapping import sql_text
 
-# Canvas's graded_at and our clock may disagree a little: the watermark stays this far behind.
-CLOCK_SKEW_MARGIN = dt.timedelta(minutes=5)
 PHASES = {1: "categories", 2: "lineItems", 3: "results"}
 
 
@@ -66,12 +64,13 @@ def send_changes(
     ledger: Ledger,
     writer: GradebookWriter,
     *,
-    gathered: dict[str, dt.datetime],
+    gathered: dict[str, dt.datetime | None],
     run_id: str,
     delete_line_items: bool,
     log: Callable[[str], None],
 ) -> SyncReport:
-    """Send what changed for the gathered courses (`gathered`: SIS course id → when it was read)."""
+    """Send what changed for the gathered courses (`gathered`: SIS course id → the latest Canvas graded_at
+    the export saw in it, the watermark the sensor asks Canvas about next)."""
     courses = sorted(gathered)
     report = SyncReport(unchanged=compute_changes(conn, objects_dir, ledger, courses))
     not_ok: set[str] = set()
@@ -112,7 +111,7 @@ def send_changes(
     ).fetchall())
     ledger.clear_rejections_except(courses, current)
     ledger.mark_courses_synced(
-        {course: (at - CLOCK_SKEW_MARGIN).isoformat(timespec="milliseconds") for course, at in gathered.items()}, run_id
+        {course: at.isoformat(timespec="milliseconds") if at else None for course, at in gathered.items()}, run_id
     )
     report.courses_synced = len(gathered)
     return report
