@@ -127,7 +127,7 @@ def _check_endpoint(session: OneRosterSession, path: str, envelope_keys: tuple[s
 
 
 @dg.op(description="Checks the OneRoster credentials and endpoints; writes nothing.")
-def check_oneroster_connection(context: dg.OpExecutionContext, oneroster: OneRosterClient) -> None:
+def oneroster_connectivity_check(context: dg.OpExecutionContext, oneroster: OneRosterClient) -> None:
     report = check_connection(oneroster, include_demographics=demographics_enabled())
     for line in report.lines():
         context.log.info(line)
@@ -144,7 +144,7 @@ def check_oneroster_connection(context: dg.OpExecutionContext, oneroster: OneRos
     tags={"rosterbridge/writes": "nothing"},
 )
 def check_oneroster_connection_job() -> None:
-    check_oneroster_connection()
+    oneroster_connectivity_check()
 
 
 defs = dg.Definitions(jobs=[check_oneroster_connection_job])

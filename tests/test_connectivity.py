@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from pipeline.connectivity import check_oneroster_connection_job, main
@@ -136,7 +137,7 @@ def test_dagster_job_runs_the_check_and_fails_on_refusal(tmp_path):
         bad = client("wrong-secret-123")
         failed = check_oneroster_connection_job.execute_in_process(resources={"oneroster": bad}, raise_on_error=False)
     assert not failed.success
-    failure = failed.failure_data_for_node("check_oneroster_connection")
+    failure = failed.failure_data_for_node("oneroster_connectivity_check")
     assert "OneRoster connectivity check failed" in str(failure.error)
     assert not (tmp_path / "data").exists()
 
@@ -160,3 +161,11 @@ def _selection(path: str):
 
     entity, kinds = VIEWS[path.strip("/")]
     return (Selection(entity, kinds),)
+
+
+def test_job_loads_in_a_code_location():
+    from pipeline import connectivity
+
+    defs = dg.Definitions.merge(connectivity.defs, dg.Definitions(resources={"oneroster": OneRosterClient()}))
+    dg.Definitions.validate_loadable(defs)
+    assert defs.get_job_def("check_oneroster_connection").tags["rosterbridge/writes"] == "nothing"
