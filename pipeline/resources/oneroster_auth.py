@@ -143,7 +143,6 @@ class ClientCredentialsTokens:
         self._post = post_token_request
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
-        self.fetch_count = 0
 
     def __repr__(self) -> str:
         return f"ClientCredentialsTokens(token_url={self.token_url!r}, scope={self._scope!r})"
@@ -170,7 +169,6 @@ class ClientCredentialsTokens:
         # OAuth2ClientAuth puts the credentials in the Basic header or the form, as configured.
         request = next(self._client_auth.auth_flow(request))
         response = self._post(request)
-        self.fetch_count += 1
         token = _parse_token_response(response, self.token_url)
         lifetime = _expires_in(token)
         margin = min(RENEW_MARGIN_SECONDS, lifetime / 10) if lifetime is not None else 0.0
