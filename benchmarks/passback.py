@@ -139,24 +139,18 @@ def changed_set_at_scale(students: int, items: int) -> None:
 
 # --- (b) write throughput ---------------------------------------------------------------------------
 
-def _serve(students: int, latency_ms: int, nodelay: bool, connection) -> None:
-    from pipeline.demo import oneroster_server
+def _serve(students: int, latency_ms: int, connection) -> None:
     from pipeline.demo.oneroster_server import DemoOneRosterServer
 
-    if nodelay:
-        # The demo provider sends headers and body as two TCP segments; with Nagle on, each response
-        # then waits for the client's delayed ACK (~40 ms). This measures the writer without that.
-        oneroster_server._Handler.disable_nagle_algorithm = True
     with DemoOneRosterServer(students=students, seed=1, latency_ms=latency_ms) as server:
         connection.send((server.base_url, server.token_url))
         connection.recv()
 
 
 @contextmanager
-def _provider(students: int, latency_ms: int, nodelay: bool):
+def _provider(students: int, latency_ms: int):
     parent, child = multiprocessing.Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(students, latency_ms, nodelay, child),
-                                                           daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=_serve, args=(students, latency_ms, child), daemon=True)
     process.start()
     try:
         yield parent.recv()
@@ -192,17 +186,15 @@ def _real_export(export_dir: Path, store, classes: int, items: int, changed: boo
     return chosen, results
 
 
-def write_throughput(classes: int, items: int, latency_ms: int, concurrency: int, nodelay: bool) -> None:
+def write_throughput(classes: int, items: int, latency_ms: int, concurrency: int) -> None:
     from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer
     from pipeline.resources.oneroster import OneRosterClient
 
     students = 600
     local = DemoOneRosterServer(students=students, seed=1).store  # same deterministic district as the server's
     settings = PassbackSettings(course_grades=False)
-    print(f"(b) write throughput: demo provider with {latency_ms} ms latency, concurrency {concurrency}"
-          f"{', server TCP_NODELAY' if nodelay else ''}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="passback-bench-") as tmp, \
-            _provider(students, latency_ms, nodelay) as (base_url, token_url):
+    print(f"(b) write throughput: demo provider with {latency_ms} ms latency, concurrency {concurrency}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="passback-bench-") as tmp, _provider(students, latency_ms) as (base_url, token_url):
         root = Path(tmp)
         client = OneRosterClient(base_url=base_url, token_url=token_url, client_id=DEMO_CLIENT_ID,
                                  client_secret=DEMO_CLIENT_SECRET, max_concurrency=concurrency)
@@ -254,9 +246,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--write-classes", type=int, default=8, help="demo classes whose results (b) writes")
     parser.add_argument("--concurrency", type=int, default=4, help="OneRoster client concurrency for (b)")
     parser.add_argument("--skip-scale", action="store_true", help="only (b)")
-    parser.add_argument("--server-nodelay", action="store_true",
-                        help="(b) with TCP_NODELAY on the demo provider's sockets (no delayed-ACK stall per response)")
     args = parser.parse_args(argv)
     if not args.skip_scale:
         changed_set_at_scale(args.students, args.items)
-    write_throughput(args.write_classes, args.items, args.latency_ms, args.concurrency, args.server_nodelay)
+    write_throughput(args.write_classes, args.items, args.latency_ms, args.concurrency)
