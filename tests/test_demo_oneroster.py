@@ -348,6 +348,26 @@ def test_overlay_changes_are_served_and_shared_through_the_state_file(tmp_path):
         assert b.get("/students", params={"limit": 1, "offset": 60}).json()["users"][0]["sourcedId"] == "stu-new"
 
 
+def test_delta_filter_on_dateLastModified_needs_no_scan_of_a_500k_district():
+    with DemoOneRosterServer(students=500_000) as server, bearer_client(server) as client:
+        server.store.set_status("enrollments", "enr-0000010", "tobedeleted")
+        server.store.drop_record("enrollments", "enr-0000011")
+        server.store.upsert_record("enrollments", {"sourcedId": "enr-added", "status": "active", "role": "student"})
+        started = time.perf_counter()
+        delta = client.get("/enrollments", params={"filter": "dateLastModified>'2026-07-02T00:00:00Z'"})
+        assert time.perf_counter() - started < 1.0
+        assert [e["sourcedId"] for e in delta.json()["enrollments"]] == ["enr-0000010", "enr-added"]
+        assert delta.headers["X-Total-Count"] == "2"
+        everything = client.get("/enrollments", params={"filter": "dateLastModified>'2026-01-01T00:00:00Z'",
+                                                        "limit": 3, "offset": 10})
+        assert [e["sourcedId"] for e in everything.json()["enrollments"]] == ["enr-0000010", "enr-0000012", "enr-0000013"]
+        total = int(client.get("/enrollments", params={"limit": 1}).headers["X-Total-Count"])
+        assert everything.headers["X-Total-Count"] == str(total)
+        before = client.get("/enrollments", params={"filter": "dateLastModified<'2026-07-02T00:00:00Z'", "limit": 1,
+                                                    "offset": total - 3})
+        assert before.headers["X-Total-Count"] == str(total - 2)  # the changed and the added one are newer
+
+
 def test_truncating_users_by_half_keeps_paging_consistent(tmp_path):
     with DemoOneRosterServer(students=60) as server, bearer_client(server) as client:
         everyone = [u["sourcedId"] for u in client.get("/users", params={"limit": 1000}).json()["users"]]

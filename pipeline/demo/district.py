@@ -160,6 +160,8 @@ class District:
         self.students = students
         self.seed = seed
         self.fingerprint = f"district(students={students}, seed={seed})"
+        # Every generated record has this value: a dateLastModified filter needs no scan.
+        self.uniform_fields = {"dateLastModified": GENERATED_AT}
         self.n_schools = max(3, round(students / STUDENTS_PER_SCHOOL))
         self.schools = tuple(self._school(i) for i in range(self.n_schools))
         self._class_offsets = self._prefix(s.classes for s in self.schools)

@@ -130,7 +130,23 @@ def _compare(actual: Any, op: str, expected: str) -> bool:
     }[op]
 
 
-def parse_filter(expression: str, entity: str) -> Callable[[dict[str, Any]], bool]:
+@dataclass(frozen=True)
+class Filter:
+    """A parsed filter: call it on a record; `fields` are the top-level fields it reads."""
+
+    clauses: tuple[Clause, ...]
+    join: str
+
+    @property
+    def fields(self) -> frozenset[str]:
+        return frozenset(c.path[0] for c in self.clauses)
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        tests = (c.test(record) for c in self.clauses)
+        return all(tests) if self.join == "AND" else any(tests)
+
+
+def parse_filter(expression: str, entity: str) -> Filter:
     """`field op 'value'` with at most one ` AND ` / ` OR `; 400 invalid_filter_field on unknown fields."""
     match = _FILTER.match(expression)
     if not match:
@@ -140,14 +156,11 @@ def parse_filter(expression: str, entity: str) -> Callable[[dict[str, Any]], boo
             "with op one of = != > >= < <= ~",
         )
     groups = match.groups()
-    first = _clause(groups[0:3], entity)
-    join, rest = groups[3], groups[4:7]
-    if not join:
-        return first.test
-    second = _clause(rest, entity)
-    if join == "AND":
-        return lambda r: first.test(r) and second.test(r)
-    return lambda r: first.test(r) or second.test(r)
+    clauses = [_clause(groups[0:3], entity)]
+    join = groups[3]
+    if join:
+        clauses.append(_clause(groups[4:7], entity))
+    return Filter(tuple(clauses), join or "AND")
 
 
 def _clause(groups: Iterable[str], entity: str) -> Clause:

@@ -350,8 +350,9 @@ class DemoOneRosterServer:
             if key is None:
                 warnings.append(status_info("success", "warning", "invalid_sort_field",
                                             f"{params['sort']!r} is not a field of {entity}: not sorted"))
-        if selection is not None and predicate is None and key is None:
-            page, total = self.store.page(selection, offset, take)
+        pageable = predicate is None or self.store.uniform_verdict(predicate) is not None
+        if selection is not None and key is None and pageable:
+            page, total = self.store.page(selection, offset, take, predicate)
         else:
             rows = records if records is not None else self.store.iter_all(selection)
             rows = [r for r in rows if predicate is None or predicate(r)]

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +108,27 @@ class DemoStore:
         idx = self.source.index_of(entity, sourced_id)
         return None if idx is None else self.source.record(entity, idx, self.href_base)
 
-    def page(self, selection: Selection, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    def page(
+        self, selection: Selection, offset: int, limit: int, predicate: Callable[[dict], bool] | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
         """Records [offset, offset+limit) of the selection and the selection's total, without a scan
-        when the source can address the selection by index."""
+        when the source can address the selection by index.
+
+        `predicate` (a filter) is only allowed when `uniform_verdict(predicate)` is not None: it is then
+        decided once for every unchanged source record and tested on changed and added records only.
+        """
         seq, changes = self._source_part(selection)
-        hidden = self._hidden_positions(seq, changes)
+        if predicate is not None and not self.uniform_verdict(predicate):
+            seq = [idx for idx in sorted(changes) if changes[idx][1] is not None and _contains(seq, idx)]
+        hidden = self._hidden_positions(seq, changes, predicate)
         generated_total = len(seq) - len(hidden)
-        where, params = self._added_where(selection)
-        with self._lock:
-            added_total = self._db.execute(f"SELECT count(*) FROM overlay WHERE {where}", params).fetchone()[0]
+        if predicate is None:
+            where, params = self._added_where(selection)
+            with self._lock:
+                added_total = self._db.execute(f"SELECT count(*) FROM overlay WHERE {where}", params).fetchone()[0]
+        else:
+            matching = [r for r in self._iter_added(selection) if predicate(r)]
+            added_total = len(matching)
         records: list[dict[str, Any]] = []
         if offset < generated_total:
             pos = _first_visible(offset, hidden)
@@ -125,8 +137,21 @@ class DemoStore:
                     records.append(self._source_record(selection.entity, seq[pos], changes))
                 pos += 1
         if len(records) < limit and offset + len(records) < generated_total + added_total:
-            records.extend(self._added(selection, max(0, offset - generated_total), limit - len(records)))
+            start, count = max(0, offset - generated_total), limit - len(records)
+            if predicate is None:
+                records.extend(self._added(selection, start, count))
+            else:
+                records.extend(matching[start : start + count])
         return records, generated_total + added_total
+
+    def uniform_verdict(self, predicate: Callable[[dict], bool]) -> bool | None:
+        """What `predicate` says of every unchanged source record, when it only reads fields the source
+        gives one value everywhere (the district's dateLastModified: a delta read needs no scan)."""
+        uniform = getattr(self.source, "uniform_fields", {})
+        fields = getattr(predicate, "fields", None)
+        if not fields or not fields <= uniform.keys():
+            return None
+        return bool(predicate(dict(uniform)))
 
     def iter_all(self, selection: Selection) -> Iterator[dict[str, Any]]:
         """Every record of the selection, in collection order (for filters and sorts)."""
@@ -135,6 +160,9 @@ class DemoStore:
         for pos, idx in enumerate(seq):
             if pos not in hidden:
                 yield self._source_record(selection.entity, idx, changes)
+        yield from self._iter_added(selection)
+
+    def _iter_added(self, selection: Selection) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
             chunk = self._added(selection, offset, _SCAN_CHUNK)
@@ -178,11 +206,11 @@ class DemoStore:
         return {idx: (kind, record) for idx, kind, record in rows}
 
     @staticmethod
-    def _hidden_positions(seq: Sequence[int], changes: dict[int, tuple[str | None, str | None]]) -> list[int]:
-        """Positions in `seq` of dropped source records, ascending."""
+    def _hidden_positions(seq: Sequence[int], changes, predicate: Callable[[dict], bool] | None = None) -> list[int]:
+        """Positions in `seq` of dropped source records (and of replaced ones `predicate` rejects), ascending."""
         hidden = []
         for idx, (_, record) in changes.items():
-            if record is None:
+            if record is None or (predicate is not None and not predicate(json.loads(record))):
                 pos = bisect.bisect_left(seq, idx)
                 if pos < len(seq) and seq[pos] == idx:
                     hidden.append(pos)
@@ -298,6 +326,11 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb):
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _contains(seq: Sequence[int], idx: int) -> bool:
+    pos = bisect.bisect_left(seq, idx)
+    return pos < len(seq) and seq[pos] == idx
 
 
 def _dropped(changes: dict[int, tuple[str | None, str | None]], idx: int) -> bool:
