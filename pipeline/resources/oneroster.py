@@ -237,9 +237,10 @@ class OneRosterSession:
         self._policy = retry_policy
         # Redacted from every message we build, in case a provider echoes them back.
         self._secrets = tuple(s for s in (credentials.client_secret, *extra_headers.values()) if len(s) >= 4)
+        # httpx2's default pool (100 connections): callers' threads (paging, passback writers) bound
+        # the concurrency, and a tighter pool would only make them queue for a connection.
         self._http = httpx2.Client(
             timeout=timeout_seconds,
-            limits=httpx2.Limits(max_connections=max_concurrency + 1, max_keepalive_connections=max_concurrency + 1),
             event_hooks={"request": [lambda _request: self.stats.add(requests=1)]},
         )
 
