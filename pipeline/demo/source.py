@@ -81,6 +81,8 @@ class RosterSource(Protocol):
     """Read-only records by index. `href_base` is the provider's base URL, used in GUIDRef hrefs."""
 
     fingerprint: str  # names the data (kind, size, seed or file digest): state files remember it
+    # Optional `uniform_fields: dict[str, Any]`: fields with one value in every record, so a filter on
+    # them is decided once for all unchanged records (the district's dateLastModified).
 
     def count(self, entity: str) -> int: ...
 
