@@ -4,6 +4,7 @@ remaster, batch mode, throttling and faults, pagination, and state shared by two
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -317,3 +318,20 @@ def test_embedded_canvas_is_one_server_per_process_on_the_data_dir(tmp_path):
     assert (tmp_path / "data" / "demo" / "canvas.sqlite").exists()
     response = httpx2.get(f"{first.base_url}/api/v1/accounts/self", headers={"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"})
     assert response.status_code == 200
+
+
+def test_polls_are_answered_while_a_large_import_is_applied(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.demo.canvas_sis_api.APPLY_WAIT_SECONDS", 0.0)
+    users = {"users.csv": "user_id,login_id,status\n" + "".join(f"U{i},u{i},active\n" for i in range(20000))}
+    headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+    with DemoCanvasServer(state_path=tmp_path / "canvas.sqlite", polls_to_finish=1) as srv:
+        with httpx2.Client(base_url=srv.base_url, headers=headers, timeout=30) as client:
+            created = upload(client, users)
+            first = client.get(f"/api/v1/accounts/self/sis_imports/{created['id']}").json()
+            assert (first["workflow_state"], first["progress"]) == ("importing", 90)
+            for _ in range(200):
+                done = client.get(f"/api/v1/accounts/self/sis_imports/{created['id']}").json()
+                if done["workflow_state"] != "importing":
+                    break
+                time.sleep(0.05)
+            assert (done["workflow_state"], done["data"]["counts"]["users"]) == ("imported", 20000)

@@ -397,7 +397,7 @@ class ReadApi:
 
 
 def course_scores_for(db: CanvasDB, course_id: int) -> dict:
-    with db.transaction() as conn:
+    with db.connection() as conn:
         return course_scores(conn, course_id)
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ DROP_STATUSES = ("deleted", "completed", "inactive", "deleted_last_completed")
 USER_REMOVE_STATUSES = ("deleted", "suspended")
 BATCH_DROP_STATUSES = ("deleted", "completed", "inactive")
 MAX_CONSECUTIVE_EXCEEDANCES = 5
+APPLY_CLAIM_STALE_SECONDS = 600
 MESSAGES_IN_OBJECT = 50  # the SisImport object lists the first messages; the errors API pages all of them
 COUNT_KEYS = {
     "change_sis_id": "change_sis_ids", "account": "accounts", "term": "terms", "abstract_course": "abstract_courses",
@@ -89,20 +91,43 @@ def create_import(conn: sqlite3.Connection, account_id: int, options: ImportOpti
     return import_id
 
 
-def advance(conn: sqlite3.Connection, import_id: int, polls_to_finish: int, *, count_poll: bool,
-            auto_seed: int | None) -> None:
-    """One poll of an import: more progress, or (at `polls_to_finish`) the whole import applied."""
-    row = conn.execute("SELECT workflow_state, polls FROM sis_imports WHERE id = ?", (import_id,)).fetchone()
+def advance(conn: sqlite3.Connection, import_id: int, polls_to_finish: int, *, count_poll: bool) -> bool:
+    """One poll of an import: more progress, or (from `polls_to_finish` on) a claim to apply it.
+
+    Returns True when this caller has claimed the import and must run `apply_pending` (in its own
+    transaction, so polls keep being answered while a large import is applied). A claim whose applier
+    vanished is taken over after APPLY_CLAIM_STALE_SECONDS.
+    """
+    row = conn.execute("SELECT workflow_state, polls, progress, applying_since FROM sis_imports WHERE id = ?",
+                       (import_id,)).fetchone()
     if row is None or row["workflow_state"] in TERMINAL_STATES:
-        return
+        return False
     polls = row["polls"] + (1 if count_poll else 0)
-    if polls >= polls_to_finish:
-        for pending in conn.execute("SELECT id FROM sis_imports WHERE id <= ? AND workflow_state IN "
-                                    "('created', 'importing') ORDER BY id", (import_id,)).fetchall():
-            _run(conn, pending["id"], auto_seed)
-        return
-    conn.execute("UPDATE sis_imports SET polls = ?, workflow_state = 'importing', progress = ?, updated_at = ? "
-                 "WHERE id = ?", (polls, polls * 100 // polls_to_finish, now_iso(), import_id))
+    now = time.time()
+    if polls < polls_to_finish:
+        conn.execute("UPDATE sis_imports SET polls = ?, workflow_state = 'importing', progress = ?, updated_at = ? "
+                     "WHERE id = ?", (polls, polls * 100 // polls_to_finish, now_iso(), import_id))
+        return False
+    claimed = row["applying_since"] is not None and now - row["applying_since"] < APPLY_CLAIM_STALE_SECONDS
+    conn.execute("UPDATE sis_imports SET polls = ?, workflow_state = 'importing', progress = ?, updated_at = ?, "
+                 "applying_since = ? WHERE id = ?",
+                 (polls, max(row["progress"], 90), now_iso(), row["applying_since"] if claimed else now, import_id))
+    return not claimed
+
+
+def apply_pending(conn: sqlite3.Connection, import_id: int, auto_seed: int | None) -> None:
+    """Apply the import and any earlier one still pending (Canvas runs an account's imports in order)."""
+    for pending in conn.execute("SELECT id FROM sis_imports WHERE id <= ? AND workflow_state IN "
+                                "('created', 'importing') ORDER BY id", (import_id,)).fetchall():
+        _run(conn, pending["id"], auto_seed)
+
+
+def fail_import(conn: sqlite3.Connection, import_id: int, message: str) -> None:
+    """Record an import the demo could not apply (a bug, not bad data) as failed, so no client waits forever."""
+    conn.execute("INSERT INTO sis_import_errors (sis_import_id, file, message, failure) VALUES (?, '', ?, 1)",
+                 (import_id, message))
+    conn.execute("UPDATE sis_imports SET workflow_state = 'failed_with_messages', ended_at = ?, updated_at = ? "
+                 "WHERE id = ?", (now_iso(), now_iso(), import_id))
 
 
 def fail_next_import(conn: sqlite3.Connection, message: str) -> None:

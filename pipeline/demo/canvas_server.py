@@ -154,6 +154,7 @@ class DemoCanvasServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
+        self.sis_api.wait_for_workers()  # an import being applied finishes (or rolls back) before the state closes
         self.db.close()
 
     def __enter__(self) -> DemoCanvasServer:
@@ -201,9 +202,9 @@ class DemoCanvasServer:
 
     def handle(self, req: ApiRequest) -> tuple[int, dict[str, str], bytes]:
         started = time.perf_counter()
+        reserved = self.bucket.reserve()  # held while the request runs, latency included, as in Canvas
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-        reserved = self.bucket.reserve()
         status, headers, body = self._respond(req, reserved)
         remaining = self.bucket.settle(time.perf_counter() - started, reserved)
         headers["X-Request-Cost"] = f"{time.perf_counter() - started:.6f}"
@@ -340,8 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server._httpd.server_close()
-        server.db.close()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import io
+import threading
 import zipfile
 from email.message import Message
 
@@ -22,6 +23,7 @@ from pipeline.demo.canvas_state import ROOT_ACCOUNT_ID, CanvasDB
 
 MAX_UNZIP_RATIO = 100
 MAX_IDENTIFIER_BYTES = 128
+APPLY_WAIT_SECONDS = 20.0  # a poll waits this long for an import it starts applying
 _EXTENSIONS = {"application/zip": "zip", "application/x-zip-compressed": "zip", "text/csv": "csv", "text/plain": "csv"}
 
 
@@ -75,6 +77,8 @@ class SisImportApi:
     def __init__(self, db: CanvasDB, read_api: ReadApi, polls_to_finish: int, auto_seed: int | None):
         self.db, self.read_api = db, read_api
         self.polls_to_finish, self.auto_seed = polls_to_finish, auto_seed
+        self._workers: list[threading.Thread] = []
+        self._workers_lock = threading.Lock()
 
     def _root(self, account: str) -> int:
         account_id = self.read_api.account_id(account)
@@ -106,9 +110,37 @@ class SisImportApi:
         files, upload_error = _unpack(filename, data, extension)
         with self.db.transaction() as conn:
             import_id = canvas_import.create_import(conn, account_id, options, files, upload_error)
-            if self.polls_to_finish == 0:
-                canvas_import.advance(conn, import_id, 0, count_poll=False, auto_seed=self.auto_seed)
-            return ApiResult(200, canvas_import.sis_import_json(conn, import_id))
+            claimed = self.polls_to_finish == 0 and canvas_import.advance(conn, import_id, 0, count_poll=False)
+        return self._status(import_id, claimed)
+
+    def _status(self, import_id: int, claimed: bool) -> ApiResult:
+        """The import as a poll sees it; a claimed import is applied first, waiting at most APPLY_WAIT_SECONDS."""
+        if claimed:
+            worker = threading.Thread(target=self._apply, args=(import_id,), name=f"sis-import-{import_id}", daemon=True)
+            with self._workers_lock:
+                self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+            worker.start()
+            worker.join(APPLY_WAIT_SECONDS)
+        with self.db.connection() as conn:
+            found = canvas_import.sis_import_json(conn, import_id)
+        if found is None:
+            raise ApiError(404, {"errors": [{"message": "The specified resource does not exist."}]})
+        return ApiResult(200, found)
+
+    def _apply(self, import_id: int) -> None:
+        try:
+            with self.db.transaction() as conn:
+                canvas_import.apply_pending(conn, import_id, self.auto_seed)
+        except Exception as exc:  # the client must see a failed import, not poll forever
+            with self.db.transaction() as conn:
+                canvas_import.fail_import(conn, import_id, f"demo Canvas could not apply the import: "
+                                                           f"{type(exc).__name__}: {exc}")
+
+    def wait_for_workers(self) -> None:
+        with self._workers_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
 
     def _options(self, req: ApiRequest) -> ImportOptions:
         import_type = req.param("import_type") or "instructure_csv"
@@ -156,11 +188,8 @@ class SisImportApi:
     def get(self, req: ApiRequest, account: str, import_id: str) -> ApiResult:
         self._root(account)
         with self.db.transaction() as conn:
-            canvas_import.advance(conn, int(import_id), self.polls_to_finish, count_poll=True, auto_seed=self.auto_seed)
-            found = canvas_import.sis_import_json(conn, int(import_id))
-        if found is None:
-            raise ApiError(404, {"errors": [{"message": "The specified resource does not exist."}]})
-        return ApiResult(200, found)
+            claimed = canvas_import.advance(conn, int(import_id), self.polls_to_finish, count_poll=True)
+        return self._status(int(import_id), claimed)
 
     def list(self, req: ApiRequest, account: str) -> ApiResult:
         self._root(account)
@@ -182,14 +211,14 @@ class SisImportApi:
         return self._listing(f"SELECT id FROM sis_imports WHERE workflow_state IN ({running}) ORDER BY id", [])
 
     def _listing(self, sql: str, params: list) -> ApiResult:
-        with self.db.transaction() as conn:
+        with self.db.connection() as conn:
             ids = [r[0] for r in conn.execute(sql, params)]
             items = [canvas_import.sis_import_json(conn, i) for i in ids]
         return ApiResult(200, {"sis_imports": items}, paginate=True)
 
     def errors(self, req: ApiRequest, account: str, import_id: str | None = None) -> ApiResult:
         self._root(account)
-        with self.db.transaction() as conn:
+        with self.db.connection() as conn:
             found = canvas_import.sis_import_errors(conn, int(import_id) if import_id else None,
                                                     truthy(req.param("failure")))
         return ApiResult(200, {"sis_import_errors": found}, paginate=True)

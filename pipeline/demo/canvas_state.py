@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS sis_imports (
     polls INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}',
     statistics TEXT NOT NULL DEFAULT '{}', diffing_data_set_identifier TEXT,
     diffed_against_import_id INTEGER, diffing_threshold_exceeded INTEGER NOT NULL DEFAULT 0,
-    upload_error TEXT, forced_failure TEXT);
+    upload_error TEXT, forced_failure TEXT, applying_since REAL);
 CREATE TABLE IF NOT EXISTS sis_import_files (
     sis_import_id INTEGER NOT NULL, name TEXT NOT NULL, content BLOB NOT NULL, PRIMARY KEY (sis_import_id, name));
 CREATE TABLE IF NOT EXISTS sis_import_errors (
@@ -90,30 +91,53 @@ CREATE INDEX IF NOT EXISTS submissions_user ON submissions (user_id);
 
 
 class CanvasDB:
-    """One connection per server, serialised by a lock; SQLite's file locks serialise processes."""
+    """A pool of SQLite connections on one state file (WAL: readers never wait for an import being applied).
+
+    In memory (`state_path=None`) there is exactly one connection, so the pool also serialises threads.
+    """
 
     def __init__(self, state_path: Path | None):
         self.state_path = state_path
         if state_path is not None:
             state_path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            str(state_path) if state_path else ":memory:", isolation_level=None,
-            check_same_thread=False, timeout=60.0,
-        )
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with self._lock:
-            self._conn.execute("PRAGMA busy_timeout = 60000")
-            if state_path is not None:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._pool: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._pool.put(self._connect())
         self._create_schema()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.state_path) if self.state_path else ":memory:", isolation_level=None,
+                               check_same_thread=False, timeout=60.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 60000")
+        if self.state_path is not None:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection for this thread's use (autocommit: each statement sees the latest commit)."""
+        try:
+            conn = self._pool.get_nowait()
+        except queue.Empty:
+            conn = self._connect() if self.state_path is not None else self._pool.get()
+        try:
+            yield conn
+        finally:
+            self._pool.put(conn)
 
     def _create_schema(self) -> None:
         with self.transaction() as conn:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(sis_imports)")}
+            if "applying_since" not in columns:  # state files written before imports were applied off-request
+                conn.execute("ALTER TABLE sis_imports ADD COLUMN applying_since REAL")
             conn.execute(
                 "INSERT OR IGNORE INTO accounts (id, sis_id, parent_id, name, workflow_state) "
                 "VALUES (?, NULL, NULL, 'Demo Canvas District', 'active')", (ROOT_ACCOUNT_ID,))
@@ -124,27 +148,29 @@ class CanvasDB:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: the write lock is taken up front, so two processes never interleave an import."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self.connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._conn.execute(sql, params).fetchall()]
+        with self.connection() as conn:
+            return [dict(r) for r in conn.execute(sql, params).fetchall()]
 
     def scalar(self, sql: str, params: tuple | list = ()) -> Any:
-        with self._lock:
-            row = self._conn.execute(sql, params).fetchone()
+        with self.connection() as conn:
+            row = conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
 
 
 def existing_ids(conn: sqlite3.Connection) -> ExistingIds:
@@ -231,5 +257,5 @@ class DemoCanvasState:
                              "WHERE sis_import_id = ? ORDER BY id", (import_id,))
 
     def existing_ids(self) -> ExistingIds:
-        with self.db.transaction() as conn:
+        with self.db.connection() as conn:
             return existing_ids(conn)
