@@ -66,12 +66,15 @@ class ConnectivityReport:
             scopes = " ".join(self.granted_scopes) or "(none)"
         out += [f"Scopes granted:     {scopes}", "", f"{'endpoint':<20}{'total':>12}  result"]
         for check in self.endpoints:
+            if check.error:
+                out.append(f"{check.path:<20}{'-':>12}  FAILED: {check.error}")
+                continue
             total = "unknown" if check.total is None else str(check.total)
-            result = f"FAILED: {check.error}" if check.error else f"ok ({check.first_page_rows} rows on the first page)"
-            out.append(f"{check.path:<20}{total:>12}  {result}")
+            out.append(f"{check.path:<20}{total:>12}  ok ({check.first_page_rows} rows on the first page)")
+        out.append("")
+        if any(check.error is None for check in self.endpoints):
+            out.append(f"Effective page cap: {self.effective_page_cap}")
         out += [
-            "",
-            f"Effective page cap: {self.effective_page_cap}",
             f"HTTP requests:      {self.requests} ({self.retries} retried)",
             "OK: the pipeline can read this provider." if self.ok else "FAILED: see the lines above.",
         ]
@@ -115,8 +118,7 @@ def _check_endpoint(session: OneRosterSession, path: str, envelope_keys: tuple[s
             else:
                 capped = total > rows
     except OneRosterError as exc:
-        status = f"HTTP {exc.status_code}: " if exc.status_code else ""
-        return EndpointCheck(path=path, error=f"{status}{exc}", status_code=exc.status_code)
+        return EndpointCheck(path=path, error=str(exc), status_code=exc.status_code)
     return EndpointCheck(
         path=path,
         first_page_rows=rows,

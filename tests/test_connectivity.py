@@ -99,7 +99,9 @@ def test_missing_scope_names_the_endpoint(env, capsys):
         assert main(["--demographics"]) == 1
     rows = rows_of(capsys.readouterr().out)
     assert rows["/users"][2] == "ok"
-    assert rows["/demographics"][2:5] == ["FAILED:", "HTTP", "403:"]
+    assert rows["/demographics"][1:3] == ["-", "FAILED:"]
+    assert "/demographics?limit=1000&offset=0 failed: HTTP 403 Forbidden" in " ".join(rows["/demographics"])
+    assert "check ONEROSTER_SCOPE" in " ".join(rows["/demographics"])
 
 
 @pytest.mark.parametrize(
