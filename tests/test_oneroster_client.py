@@ -298,3 +298,22 @@ def test_session_is_shared_safely_between_threads(reference_ids):
             for t in threads:
                 t.join()
     assert results == [reference_ids] * 3
+
+
+def test_timeouts_are_retried_then_reported():
+    with DemoOneRosterServer(students=10, seed=1, latency_ms=400, auth="oauth1") as srv:
+        client = client_for(srv, auth="oauth1", timeout_seconds=0.1, max_retries=1)
+        with pytest.raises(OneRosterError) as caught, client.open() as session:
+            session.get("/orgs")
+        assert session.stats.retries == 1 and session.stats.requests == 2
+    assert caught.value.status_code is None and "after 1 retries: ReadTimeout" in str(caught.value)
+
+
+def test_connection_errors_are_retried_then_reported():
+    srv = DemoOneRosterServer(students=10, seed=1, auth="oauth1").start()
+    client = client_for(srv, auth="oauth1", max_retries=1)
+    srv.stop()  # nobody listens on that port any more
+    with pytest.raises(OneRosterError) as caught, client.open() as session:
+        session.get("/orgs")
+    assert session.stats.retries == 1
+    assert caught.value.endpoint == "/orgs" and "after 1 retries: ConnectError" in str(caught.value)
