@@ -189,16 +189,18 @@ class DemoCanvasServer:
         given = header[7:].strip() if header.lower().startswith("bearer ") else (req.query.get("access_token") or [""])[0]
         return bool(given) and given == self.token
 
-    def _fault(self, path: str) -> str | None:
+    def _fault(self, path: str) -> tuple[str, int] | None:
+        """The injected fault for this request, if any, and how many of its kind came before it."""
         if self.faults is None or (self._fault_paths and not self._fault_paths.search(path)):
             return None
         with self._fault_lock:
             n = self._fault_n
             self._fault_n += 1
-            decision = self.faults.decide(n)
-            if decision:
-                self.fault_counts[decision] += 1
-            return decision if decision is None else f"{decision}:{self.fault_counts[decision] - 1}"
+            kind = self.faults.decide(n)
+            if kind is None:
+                return None
+            self.fault_counts[kind] += 1
+            return kind, self.fault_counts[kind] - 1
 
     def handle(self, req: ApiRequest) -> tuple[int, dict[str, str], bytes]:
         started = time.perf_counter()
@@ -215,14 +217,11 @@ class DemoCanvasServer:
         if not self._authorized(req):
             return _json(401, INVALID_TOKEN, {"WWW-Authenticate": 'Bearer realm="canvas-lms"'})
         fault = self._fault(req.path)
-        if not reserved or (fault and fault.startswith("throttle")):
-            statuses = self.faults.throttle_statuses if fault else (self.bucket.throttle.status,)
-            status = statuses[int(fault.split(":")[1]) % len(statuses)] if fault else statuses[0]
-            headers = {"Content-Type": "text/plain; charset=utf-8"}
-            if status == 429 and self.faults and self.faults.retry_after_seconds is not None:
-                headers["Retry-After"] = f"{self.faults.retry_after_seconds:g}"
-            text = "403 Forbidden (Rate Limit Exceeded)" if status == 403 else "429 Too Many Requests (Rate Limit Exceeded)"
-            return status, headers, text.encode()
+        if fault and fault[0] == "throttle":
+            statuses = self.faults.throttle_statuses
+            return self._throttled(statuses[fault[1] % len(statuses)])
+        if not reserved:
+            return self._throttled(self.bucket.throttle.status)
         if fault:
             return _json(self.faults.server_error_status, {"errors": [{"message": "Internal server error (injected)"}]})
         for method, pattern, handler in self.routes:
@@ -234,6 +233,13 @@ class DemoCanvasServer:
                     return _json(exc.status, exc.body)
                 return self._render(req, result)
         return _json(404, {"errors": [{"message": "The specified resource does not exist."}]})
+
+    def _throttled(self, status: int) -> tuple[int, dict[str, str], bytes]:
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if status == 429 and self.faults and self.faults.retry_after_seconds is not None:
+            headers["Retry-After"] = f"{self.faults.retry_after_seconds:g}"
+        text = "403 Forbidden (Rate Limit Exceeded)" if status == 403 else "429 Too Many Requests (Rate Limit Exceeded)"
+        return status, headers, text.encode()
 
     def _render(self, req: ApiRequest, result: ApiResult) -> tuple[int, dict[str, str], bytes]:
         if not result.paginate:
