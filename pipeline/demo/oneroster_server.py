@@ -81,6 +81,15 @@ class DemoOneRosterServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def tokens(self) -> TokenIssuer:
+        """The OAuth 2 token issuer; replacing it (tests) makes the provider forget every token, as a restart would."""
+        return self.api.tokens
+
+    @tokens.setter
+    def tokens(self, issuer: TokenIssuer) -> None:
+        self.api.tokens = issuer
+
     # --- lifecycle ----------------------------------------------------------------------------------
     @property
     def root_url(self) -> str:
