@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.oneroster import checks
 from pipeline.oneroster.checks import Problem, field_name
@@ -165,8 +166,47 @@ def _converter(column: str, type_: pa.DataType) -> Converter:
     raise TypeError(f"no converter for column {column} of type {type_}")
 
 
+_GUIDREF = pa.struct([pa.field("sourcedId", pa.string())])
+
+
+def _raw_type(column: str, type_: pa.DataType) -> pa.DataType | None:
+    """The type pyarrow reads a column's JSON value into by itself, or None where only Python can."""
+    if column == "metadata" or type_ == pa.bool_():
+        return None  # free-form JSON; booleans arrive as true, "TRUE" or 1
+    if column in checks.REFERENCE_FIELDS:
+        return pa.list_(_GUIDREF) if pa.types.is_list(type_) else _GUIDREF
+    if type_ in (TIMESTAMP, pa.date32()):
+        return pa.string()
+    return type_
+
+
+class _NeedsPython(Exception):
+    """A page holds a value the Arrow shortcut would read differently from the Python converters."""
+
+
+def _sourced_ids(refs: pa.Array) -> pa.Array:
+    ids = pc.struct_field(refs, "sourcedId")
+    # A reference without an id is a problem to report, a blank one a missing value: Python's call.
+    if ids.null_count != refs.null_count or pc.any(pc.equal(ids, "")).as_py():
+        raise _NeedsPython
+    return ids
+
+
+def _without_blank_items(lists: pa.ListArray, items: pa.Array) -> pa.Array:
+    if items.null_count or (pa.types.is_string(items.type) and pc.any(pc.equal(items, "")).as_py()):
+        raise _NeedsPython  # the Python converters drop blank items
+    return pa.ListArray.from_arrays(lists.offsets, items, mask=lists.is_null())
+
+
 class PageConverter:
-    """Turns pages of one entity's JSON records into Arrow tables of its schema."""
+    """Turns pages of one entity's JSON records into Arrow tables of its schema.
+
+    The Python converters above define the result. A page is first tried as a shortcut: pyarrow
+    reads the records into a struct array natively (about twice as fast, which matters because the
+    client's page fetching shares this interpreter), and Arrow casts the dates. The shortcut is taken
+    only when it provably gives the same rows: any value it cannot read, or would read differently (a
+    lenient form, a blank, a bad value to report), sends the page down the Python path instead.
+    """
 
     def __init__(self, entity: Entity):
         self.entity = entity
@@ -174,9 +214,47 @@ class PageConverter:
             (column, field_name(entity.name, column), _converter(column, entity.schema.field(column).type))
             for column in entity.schema.names
         ]
+        self._raw_types = {column: _raw_type(column, entity.schema.field(column).type) for column in entity.schema.names}
+        self._text_list_fields = [
+            field for column, field, _ in self._columns if self._raw_types[column] == pa.list_(pa.string())
+        ]
+        self._raw = pa.struct(
+            [pa.field(field, self._raw_types[column]) for column, field, _ in self._columns if self._raw_types[column]]
+        )
 
     def convert(self, records: Sequence[Any]) -> tuple[pa.Table, list[Problem]]:
         """All records of the page as rows (bad values null) and the problems found on the way."""
+        if all(type(r) is dict for r in records):
+            try:
+                return self._convert_in_arrow(records), []
+            except (_NeedsPython, BadValue, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                pass
+        return self._convert_in_python(records)
+
+    def _convert_in_arrow(self, records: Sequence[dict]) -> pa.Table:
+        # pyarrow would read a string as a list of characters; Python splits "09,10" at commas.
+        if any(type(r.get(field)) is str for field in self._text_list_fields for r in records):
+            raise _NeedsPython
+        raw = pa.array(records, type=self._raw)
+        arrays = []
+        for column, field, convert in self._columns:
+            type_, raw_type = self.entity.schema.field(column).type, self._raw_types[column]
+            if raw_type is None:
+                arrays.append(pa.array([convert(r.get(field)) for r in records], type=type_))
+                continue
+            values = raw.field(field)  # the records themselves are never null, so no parent mask
+            if raw_type == _GUIDREF:
+                values = _sourced_ids(values)
+            elif raw_type == pa.list_(_GUIDREF):
+                values = _without_blank_items(values, _sourced_ids(values.values))
+            elif pa.types.is_list(type_):
+                values = _without_blank_items(values, values.values)
+            elif raw_type != type_:
+                values = values.cast(type_)  # strict ISO dates; anything laxer fails over to Python
+            arrays.append(values)
+        return pa.Table.from_arrays(arrays, schema=self.entity.schema)
+
+    def _convert_in_python(self, records: Sequence[Any]) -> tuple[pa.Table, list[Problem]]:
         problems: list[Problem] = []
         if not all(type(r) is dict for r in records):
             problems += [Problem(i, checks.WRONG_TYPE, "", "record is not a JSON object") for i, r in enumerate(records) if type(r) is not dict]
@@ -188,7 +266,7 @@ class PageConverter:
             except (BadValue, AttributeError, TypeError, ValueError):
                 values = self._convert_slowly(records, field, convert, problems)
             arrays.append(pa.array(values, type=self.entity.schema.field(column).type))
-        return pa.Table.from_arrays(arrays, schema=self.entity.schema.with_metadata(None)), problems
+        return pa.Table.from_arrays(arrays, schema=self.entity.schema), problems
 
     def _convert_slowly(self, records: Sequence[dict], field: str, convert: Converter, problems: list[Problem]) -> list:
         values = []
