@@ -510,3 +510,14 @@ def test_microsoft_seed_db_is_served_including_its_gradebook():
         assert {(r["scoreStatus"], r["score"]) for r in results} == {("fully graded", "75.4"), ("partially graded", "95.3")}
         user = client.get("/users/user-2").json()["user"]
         assert user["agents"][0]["sourcedId"] == "user-3" and user["role"] == "teacher"
+
+
+def test_options_can_change_while_the_server_runs():
+    with DemoOneRosterServer(students=30) as server, bearer_client(server) as client:
+        assert len(client.get("/users", params={"limit": 50}).json()["users"]) == 50
+        server.page_cap = 20
+        server.send_link = False
+        capped = client.get("/users", params={"limit": 50})
+        assert len(capped.json()["users"]) == 20 and "Link" not in capped.headers
+        server.faults = FaultPlan(first_n=server.stats.requests + 1, statuses=(503,), retry_after_seconds=0)
+        assert client.get("/orgs").status_code == 503

@@ -36,8 +36,31 @@ _log = logging.getLogger(__name__)
 DEMO_CLIENT_ID = "rosterbridge-demo"
 DEMO_CLIENT_SECRET = "rosterbridge-demo-secret"
 
+class _ApiOption:
+    """An option of the running API, read and set through the server: tests change some mid-run
+    (`srv.page_cap = 20`: the provider starts capping; `srv.tokens = TokenIssuer(...)`: it forgets tokens)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, server, owner=None):
+        return self if server is None else getattr(server.api, self.name)
+
+    def __set__(self, server, value) -> None:
+        setattr(server.api, self.name, value)
+
+
 class DemoOneRosterServer:
     """The demo provider. See docs/demo-oneroster.md for every option."""
+
+    page_cap = _ApiOption()
+    send_total_count = _ApiOption()
+    send_link = _ApiOption()
+    latency_seconds = _ApiOption()
+    faults = _ApiOption()
+    booleans_as_strings = _ApiOption()
+    allow_category_writes = _ApiOption()
+    tokens = _ApiOption()
 
     def __init__(
         self,
@@ -80,15 +103,6 @@ class DemoOneRosterServer:
         self.stats = self.api.stats
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def tokens(self) -> TokenIssuer:
-        """The OAuth 2 token issuer; replacing it (tests) makes the provider forget every token, as a restart would."""
-        return self.api.tokens
-
-    @tokens.setter
-    def tokens(self, issuer: TokenIssuer) -> None:
-        self.api.tokens = issuer
 
     # --- lifecycle ----------------------------------------------------------------------------------
     @property
