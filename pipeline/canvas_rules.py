@@ -309,13 +309,13 @@ def validate_parsed(parsed: ParsedImport, existing: ExistingIds | None = None) -
     violations: list[Violation] = []
     for file_type, group in parsed.by_type():
         for parsed_file in group:
-            violations.extend(_duplicates(parsed_file))
+            found = list(_duplicates(parsed_file))
             check = getattr(checker, f"check_{file_type}", None)
-            if check is None:
-                continue
-            for row_number, row in parsed_file.rows():
-                for record_id, message, severity, source in check(row):
-                    violations.append(Violation(parsed_file.name, row_number, record_id, message, severity, source))
+            if check is not None:
+                for row_number, row in parsed_file.rows():
+                    for record_id, message, severity, source in check(row):
+                        found.append(Violation(parsed_file.name, row_number, record_id, message, severity, source))
+            violations.extend(sorted(found, key=lambda v: v.row or 0))  # row order, as Canvas reports them
     return violations
 
 

@@ -104,10 +104,14 @@ def test_workflow_progresses_over_polls_and_counts_rows(client, server):
     assert state["users"] == {"active": 12}
 
 
-@pytest.mark.parametrize("how", ["raw_zip", "octet_stream", "text_csv"])
+@pytest.mark.parametrize("how", ["raw_zip", "octet_stream", "text_csv", "chunked_csv"])
 def test_raw_uploads(client, server, how):
     if how == "text_csv":
         response = client.post("/api/v1/accounts/self/sis_imports", content=ROSTER["users.csv"].encode(),
+                               headers={"Content-Type": "text/csv"})
+    elif how == "chunked_csv":  # a streamed body arrives with Transfer-Encoding: chunked
+        lines = ROSTER["users.csv"].encode().splitlines(keepends=True)
+        response = client.post("/api/v1/accounts/self/sis_imports", content=iter(lines),
                                headers={"Content-Type": "text/csv"})
     else:
         content_type = "application/zip" if how == "raw_zip" else "application/octet-stream"

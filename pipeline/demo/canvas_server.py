@@ -207,7 +207,10 @@ class DemoCanvasServer:
         reserved = self.bucket.reserve()  # held while the request runs, latency included, as in Canvas
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-        status, headers, body = self._respond(req, reserved)
+        try:
+            status, headers, body = self._respond(req, reserved)
+        except Exception as exc:  # a demo bug still answers like Canvas would (500), and says what broke
+            status, headers, body = _json(500, {"errors": [{"message": f"{type(exc).__name__}: {exc}"}]})
         remaining = self.bucket.settle(time.perf_counter() - started, reserved)
         headers["X-Request-Cost"] = f"{time.perf_counter() - started:.6f}"
         headers["X-Rate-Limit-Remaining"] = f"{max(0.0, remaining):.1f}" if status not in (403, 429) else "0.0"
@@ -283,20 +286,27 @@ def _handler_for(server: DemoCanvasServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
             request = ApiRequest(self.command, parts.path.rstrip("/") or "/", parse_qs(parts.query, keep_blank_values=True),
-                                 self.headers, body)
-            try:
-                status, headers, payload = server.handle(request)
-            except Exception as exc:  # a demo bug must still answer, and say what broke
-                status, headers, payload = _json(500, {"errors": [{"message": f"{type(exc).__name__}: {exc}"}]})
+                                 self.headers, self._body())
+            status, headers, payload = server.handle(request)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 
