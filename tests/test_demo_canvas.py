@@ -339,3 +339,20 @@ def test_polls_are_answered_while_a_large_import_is_applied(tmp_path, monkeypatc
                     break
                 time.sleep(0.05)
             assert (done["workflow_state"], done["data"]["counts"]["users"]) == ("imported", 20000)
+
+
+def test_rows_refused_by_the_stored_state_cascade_like_canvas(client, server):
+    imported(client, {"accounts.csv": "account_id,parent_account_id,name,status\nA1,,District,deleted\n"})
+    done = imported(client, {
+        "courses.csv": "course_id,short_name,long_name,account_id,status\nC1,c,Course,A1,active\n",
+        "sections.csv": "section_id,course_id,name,status\nS1,C1,Section,active\n",
+        "users.csv": "user_id,login_id,status\nU1,u1,active\n",
+        **enrollments(["C1,S1,U1,student,active"]),
+    })
+    assert done["workflow_state"] == "imported_with_messages"
+    assert done["processing_warnings"] == [
+        ["courses.csv", "Cannot restore course C1 because the associated account A1 is deleted"],
+        ["sections.csv", "Section S1 references course C1 which doesn't exist"],
+        ["enrollments.csv", "An enrollment referenced a non-existent section S1"],
+    ]
+    assert server.state.counts()["users"] == {"active": 1} and server.state.enrollments() == []

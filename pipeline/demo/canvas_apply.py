@@ -121,6 +121,8 @@ class Applier:
         existing = self._one("SELECT * FROM courses WHERE sis_id = ?", (sis_id,))
         account = self._one("SELECT id, workflow_state FROM accounts WHERE sis_id = ?", (r["account_id"],)) \
             if r.get("account_id") else None
+        if r.get("account_id") and account is None:  # its account row was rejected earlier in this import
+            return f'Account not found "{r["account_id"]}" for course {sis_id}'
         if account and account["workflow_state"] == "deleted" and not status.startswith("deleted"):
             return f"Cannot restore course {sis_id} because the associated account {r['account_id']} is deleted"
         term = self._one("SELECT id FROM terms WHERE sis_id = ?", (r["term_id"],)) if r.get("term_id") else None
@@ -169,6 +171,8 @@ class Applier:
     def _section(self, r: dict) -> str | None:
         sis_id, new_state = r["section_id"], "deleted" if _state(r.get("status")).startswith("deleted") else "active"
         course = self._one("SELECT id FROM courses WHERE sis_id = ?", (r["course_id"],))
+        if course is None:
+            return f"Section {sis_id} references course {r['course_id']} which doesn't exist"
         existing = self._one("SELECT workflow_state, name FROM sections WHERE sis_id = ?", (sis_id,))
         self.conn.execute(
             "INSERT INTO sections (sis_id, course_id, name, workflow_state, integration_id, start_at, end_at, "
@@ -213,6 +217,9 @@ class Applier:
             user = self._one("SELECT id FROM users WHERE integration_id = ?", (r["user_integration_id"],))
         else:
             user = self._one("SELECT id FROM users WHERE sis_id = ?", (r["user_id"],))
+        if user is None:
+            return (f"User not found for enrollment (User ID: {r.get('user_integration_id') or r.get('user_id')}, "
+                    f"Course ID: {r.get('course_id') or ''}, Section ID: {r.get('section_id') or ''})")
         if r.get("role_id") and not r.get("role"):
             kind = BUILT_IN_ROLE_IDS.get(r["role_id"])
             if kind is None:
@@ -221,9 +228,14 @@ class Applier:
             kind = enrollment_type(r.get("role"))
         if r.get("section_id"):
             section = self._one("SELECT id, course_id FROM sections WHERE sis_id = ?", (r["section_id"],))
+            if section is None:
+                return f"An enrollment referenced a non-existent section {r['section_id']}"
             section_id, course_id = section["id"], section["course_id"]
         else:
-            course_id = self._one("SELECT id FROM courses WHERE sis_id = ?", (r["course_id"],))["id"]
+            course = self._one("SELECT id FROM courses WHERE sis_id = ?", (r["course_id"],))
+            if course is None:
+                return f"An enrollment referenced a non-existent course {r['course_id']}"
+            course_id = course["id"]
             section_id = self._default_section(course_id)
         associated = self._one("SELECT id FROM users WHERE sis_id = ?", (r["associated_user_id"],)) \
             if r.get("associated_user_id") else None
@@ -260,8 +272,13 @@ class Applier:
                                  "VALUES (?, ?, 'active', 1)", (course_id, name)).lastrowid
 
     def _user_observer(self, r: dict) -> str | None:
-        observer = self._one("SELECT id FROM users WHERE sis_id = ?", (r["observer_id"],))["id"]
-        student = self._one("SELECT id FROM users WHERE sis_id = ?", (r["student_id"],))["id"]
+        observer_row = self._one("SELECT id FROM users WHERE sis_id = ?", (r["observer_id"],))
+        student_row = self._one("SELECT id FROM users WHERE sis_id = ?", (r["student_id"],))
+        if observer_row is None:
+            return f"An observer referenced a non-existent user {r['observer_id']}"
+        if student_row is None:
+            return f"A student referenced a non-existent user {r['student_id']}"
+        observer, student = observer_row["id"], student_row["id"]
         new_state = "deleted" if _state(r.get("status")) == "deleted" else "active"
         existing = self._one("SELECT workflow_state FROM user_observers WHERE observer_id = ? AND student_id = ?",
                              (observer, student))
