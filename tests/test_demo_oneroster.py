@@ -23,7 +23,7 @@ from pipeline.demo.oneroster_server import (
     FaultPlan,
     embedded_provider,
 )
-from pipeline.demo.provider_auth import GRADEBOOK_READ, ROSTER_CORE
+from pipeline.demo.provider_auth import GRADEBOOK_READ, GRADEBOOK_WRITE, ROSTER_CORE
 from pipeline.demo.samples import load_samples
 from pipeline.demo.source import Selection
 
@@ -72,6 +72,20 @@ def test_token_by_basic_or_form_body_and_scope_subset(srv):
     unknown = httpx2.post(srv.token_url, data={"grant_type": "client_credentials", "scope": "roster.readonly"},
                           auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
     assert (unknown.status_code, unknown.json()["error"]) == (400, "invalid_scope")
+
+
+def test_only_the_scopes_the_client_is_allowed_are_granted():
+    with DemoOneRosterServer(students=30, allowed_scopes=(ROSTER_CORE, GRADEBOOK_READ)) as server:
+        def token(scope: str) -> httpx2.Response:
+            return httpx2.post(server.token_url, data={"grant_type": "client_credentials", "scope": scope},
+                               auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
+
+        assert token(f"{ROSTER_CORE} {GRADEBOOK_WRITE}").json()["scope"] == ROSTER_CORE
+        refused = token(GRADEBOOK_WRITE)
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_scope")
+        everything = httpx2.post(server.token_url, data={"grant_type": "client_credentials"},
+                                 auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
+        assert everything.json()["scope"].split() == [ROSTER_CORE, GRADEBOOK_READ]
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from pipeline.demo.district import District
 from pipeline.demo.oneroster_api import API_ROOT, TOKEN_PATH, ApiRequest, ApiResponse, FaultPlan, OneRosterApi
 from pipeline.demo.oneroster_query import ProviderError
 from pipeline.demo.oneroster_store import DemoStore
-from pipeline.demo.provider_auth import OAuth1Verifier, TokenIssuer
+from pipeline.demo.provider_auth import ALL_SCOPES, OAuth1Verifier, TokenIssuer
 from pipeline.demo.source import RosterSource
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "DemoOneRosterServer", "FaultPlan", "embedded_provider"]
@@ -83,13 +83,14 @@ class DemoOneRosterServer:
         host: str = "127.0.0.1",
         port: int = 0,
         oauth1_window_seconds: int = 600,
+        allowed_scopes: tuple[str, ...] = ALL_SCOPES,
     ):
         self.host, self.port = host, port
         self.store = DemoStore(source or District(students=students, seed=seed), state_path)
         self.api = OneRosterApi(
             self.store,
             auth=auth,
-            tokens=TokenIssuer(client_id, client_secret, token_ttl_seconds),
+            tokens=TokenIssuer(client_id, client_secret, token_ttl_seconds, allowed_scopes),
             oauth1=OAuth1Verifier(client_id, client_secret, oauth1_window_seconds),
             page_cap=page_cap,
             send_total_count=send_total_count,
@@ -235,6 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--required-header", action="append", default=[], metavar="NAME=VALUE",
                    help="a header every API request must carry (e.g. x-vendor-authorization=key:secret)")
     p.add_argument("--no-category-writes", action="store_true", help="answer PUT/DELETE /categories with 403")
+    p.add_argument("--allowed-scopes", default=" ".join(ALL_SCOPES),
+                   help="space-separated OAuth 2 scopes this client may be granted (default: all seven 1.1 scopes)")
     return p
 
 
@@ -256,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         send_link=not args.no_link, latency_ms=args.latency_ms, faults=faults, state_path=args.state,
         source=source, required_headers=headers, booleans_as_strings=not args.json_booleans,
         token_ttl_seconds=args.token_ttl, allow_category_writes=not args.no_category_writes,
-        host=args.host, port=args.port,
+        host=args.host, port=args.port, allowed_scopes=tuple(args.allowed_scopes.split()),
     )
     with server:
         print(f"OneRoster 1.1 demo provider ({args.auth}) at {server.base_url}", flush=True)
