@@ -185,6 +185,7 @@ LENIENT_OR_BAD_VALUES = {
     "metadata": [{"a": [1, {"b": None}]}, "raw text"],
     "unknownField": [{"nested": ["x"]}],
 }
+LENIENT_OR_BAD_BOOLEANS = [True, "TRUE", " false ", "1", 0, 1, 2, 1.0, "", "yes", None, [True]]
 
 
 def test_the_arrow_shortcut_gives_exactly_what_the_python_converters_give():
@@ -203,6 +204,15 @@ def test_the_arrow_shortcut_gives_exactly_what_the_python_converters_give():
             except Exception:  # noqa: BLE001 - the shortcut declined; convert() fell back to Python
                 pass
     assert shortcut_taken >= 5  # offsets, blank or absent text, metadata, unknown fields: read alike
+
+
+@pytest.mark.parametrize("value", LENIENT_OR_BAD_BOOLEANS)
+def test_the_arrow_shortcut_reads_booleans_exactly_as_python_does(value):
+    converter = PageConverter(ENTITIES["users"])
+    page = [a_user(enabledUser="true"), a_user("usr-2", enabledUser=value)]
+    expected = converter._convert_in_python(page)
+    got = converter.convert(page)
+    assert got[0].equals(expected[0]) and got[1] == expected[1]
 
 
 @pytest.mark.parametrize("entity", [*ENTITIES])

@@ -172,7 +172,7 @@ _GUIDREF = pa.struct([pa.field("sourcedId", pa.string())])
 def _raw_type(column: str, type_: pa.DataType) -> pa.DataType | None:
     """The type pyarrow reads a column's JSON value into by itself, or None where only Python can."""
     if column == "metadata" or type_ == pa.bool_():
-        return None  # free-form JSON; booleans arrive as true, "TRUE" or 1
+        return None  # free-form JSON; booleans arrive as true, "TRUE" or 1 (see _booleans)
     if column in checks.REFERENCE_FIELDS:
         return pa.list_(_GUIDREF) if pa.types.is_list(type_) else _GUIDREF
     if type_ in (TIMESTAMP, pa.date32()):
@@ -196,6 +196,20 @@ def _without_blank_items(lists: pa.ListArray, items: pa.Array) -> pa.Array:
     if items.null_count or (pa.types.is_string(items.type) and pc.any(pc.equal(items, "")).as_py()):
         raise _NeedsPython  # the Python converters drop blank items
     return pa.ListArray.from_arrays(lists.offsets, items, mask=lists.is_null())
+
+
+_BOOLEAN_TEXT = pa.array(["true", "1", "false", "0"])
+
+
+def _booleans(values: list) -> pa.Array:
+    """JSON booleans, or text true/false/1/0 in any case, as `to_bool` reads them."""
+    try:
+        return pa.array(values, type=pa.bool_())
+    except pa.ArrowInvalid:
+        text = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array(values, type=pa.string())))
+    if pc.any(pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, _BOOLEAN_TEXT)))).as_py():
+        raise _NeedsPython
+    return pc.or_(pc.equal(text, "true"), pc.equal(text, "1"))
 
 
 class PageConverter:
@@ -240,7 +254,8 @@ class PageConverter:
         for column, field, convert in self._columns:
             type_, raw_type = self.entity.schema.field(column).type, self._raw_types[column]
             if raw_type is None:
-                arrays.append(pa.array([convert(r.get(field)) for r in records], type=type_))
+                values = [r.get(field) for r in records]
+                arrays.append(_booleans(values) if type_ == pa.bool_() else pa.array(list(map(convert, values)), type=type_))
                 continue
             values = raw.field(field)  # the records themselves are never null, so no parent mask
             if raw_type == _GUIDREF:
