@@ -11,6 +11,7 @@ unposted_* variants include grades the students cannot see yet.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import random
@@ -49,6 +50,7 @@ def _utc(text: str | None) -> dt.datetime | None:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc) if text else None
 
 
+@functools.lru_cache(maxsize=65536)  # seeding formats the same few hundred instants per assignment
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -135,7 +137,7 @@ def _seed_course(conn: sqlite3.Connection, course: sqlite3.Row, seed: int, now: 
 
 def _graded_submission(rng: random.Random, plan: _AssignmentPlan, due: dt.datetime, now: dt.datetime,
                        assignment_id: int, student: int) -> tuple:
-    graded_at = min(due + dt.timedelta(hours=rng.randint(2, 96)), now - dt.timedelta(minutes=1))
+    graded_at = min(due + dt.timedelta(hours=2 + int(rng.random() * 95)), now - dt.timedelta(minutes=1))
     posted_at = None if plan.post_manually else _iso(graded_at)
     roll = rng.random()
     if roll < 0.04:  # excused
@@ -145,7 +147,7 @@ def _graded_submission(rng: random.Random, plan: _AssignmentPlan, due: dt.dateti
         return (assignment_id, student, score, grade_text(score), 0, 1, 0, "graded" if score is not None else "unsubmitted",
                 _iso(graded_at) if score is not None else None, posted_at if score is not None else None, None, None)
     late = roll < 0.18
-    submitted = due + dt.timedelta(hours=rng.randint(1, 48)) if late else due - dt.timedelta(hours=rng.randint(1, 72))
+    submitted = due + dt.timedelta(hours=1 + int(rng.random() * 48)) if late else due - dt.timedelta(hours=1 + int(rng.random() * 72))
     submitted = min(submitted, graded_at - dt.timedelta(minutes=5))
     fraction = min(1.0, max(0.0, rng.gauss(0.82, 0.12)))
     score = round(plan.points * fraction * 2) / 2
