@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> None:
                               host=args.host, port=args.port, auto_seed_grades=args.seed_grades)
     if args.seed_grades is not None:
         print(f"seeded: {server.seed_grades(seed=args.seed_grades)}")
-    print(f"demo Canvas on {server.base_url}/api/v1 (token {args.token!r}, state {state})", flush=True)
+    shown = repr(DEMO_CANVAS_TOKEN) if args.token == DEMO_CANVAS_TOKEN else "given by --token"  # never echo a real one
+    print(f"demo Canvas on {server.base_url}/api/v1 (token {shown}, state {state})", flush=True)
     try:
         server._httpd.serve_forever()
     except KeyboardInterrupt:
