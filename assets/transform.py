@@ -19,7 +19,7 @@ import duckdb
 from pipeline import canvas_rules
 from pipeline.canvas_data_set import DISTRICT, DataSet
 from pipeline.datadir import DataDir, atomic_path
-from pipeline.partitions import add_new_terms, discover_term_keys, school_term_partitions, term_sourced_id
+from pipeline.partitions import add_new_terms, school_term_partitions, term_partitions, term_sourced_id
 from pipeline.resources.mapping import MappingSettings, sql_literal, sql_text
 
 GROUP = "canvas_csv"
@@ -258,7 +258,7 @@ def canvas_district_csvs(
             if file is TERMS:
                 # Registering here lets a plain materialization of the term assets work without the
                 # daemon's discovery sensor; keys are only added, so ended terms stay in the UI.
-                terms = discover_term_keys(data_dir, mapping)
+                terms = term_partitions(conn)
                 added = add_new_terms(context.instance, terms)
                 if added:
                     context.log.info(f"new school_term partitions: {', '.join(added)}")

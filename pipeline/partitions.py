@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
 
 from pipeline.datadir import DataDir
 from pipeline.resources.mapping import MappingSettings, sql_text
@@ -77,7 +78,11 @@ def discover_term_keys(data_dir: DataDir, mapping: MappingSettings | None = None
     """
     mapping = mapping or MappingSettings.from_env()
     with mapping.open_roster_db(data_dir) as conn:
-        rows = conn.execute(sql_text("canvas_term_partitions")).fetchall()
+        return term_partitions(conn)
+
+
+def term_partitions(conn: duckdb.DuckDBPyConnection) -> list[TermPartition]:
+    """`discover_term_keys` on a session `MappingSettings.open_roster_db` opened."""
     return [
         TermPartition(
             key=term_key(session_id),
@@ -89,7 +94,9 @@ def discover_term_keys(data_dir: DataDir, mapping: MappingSettings | None = None
             deleted=deleted,
             classes=classes,
         )
-        for session_id, title, type_, start, end, deleted, classes in rows
+        for session_id, title, type_, start, end, deleted, classes in conn.execute(
+            sql_text("canvas_term_partitions")
+        ).fetchall()
     ]
 
 

@@ -3,9 +3,15 @@
 -- (columns: pipeline/oneroster/schema.py), the table rb_role_map, the macros rb_account_name and
 -- rb_term_name and the variables set by MappingSettings (pipeline/resources/mapping.py).
 
--- Canvas strips every value and treats an empty one as missing; doing the same here means a blank
--- OneRoster field falls back to the next candidate instead of reaching Canvas as "no value".
-CREATE MACRO rb_text(s) AS nullif(trim(s, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)), '');
+-- Canvas strips every value (Ruby's strip: space, \t \n \v \f \r and NUL) and treats an empty one
+-- as missing. Doing the same here means a blank OneRoster field falls back to the next candidate
+-- instead of reaching Canvas as "no value". Most values neither start nor end with whitespace: they
+-- skip the (slow) trim with a character set.
+CREATE MACRO rb_whitespace() AS ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13) || chr(0);
+CREATE MACRO rb_text(s) AS
+    CASE WHEN s = '' THEN NULL
+         WHEN ord(s[1]) > 32 AND ord(s[-1]) > 32 THEN s
+         ELSE nullif(trim(s, rb_whitespace()), '') END;
 CREATE MACRO rb_deleted(status) AS coalesce(lower(trim(status)) = 'tobedeleted', false);
 -- Canvas reads timestamps as UTC: a term runs from the first second of its first day to the last
 -- second of its last day.
@@ -54,7 +60,7 @@ CREATE VIEW rb_org_cycle AS
 SELECT org_id, parent_org_id FROM rb_org WHERE org_id NOT IN (SELECT org_id FROM rb_account);
 
 -- ---------------------------------------------------------------------------------------------
--- Academic sessions -> terms. Sessions of MAPPING_TERM_TYPES are Canvas terms; any other session
+-- Academic sessions -> terms. Sessions of MAPPING_TERM_TYPES are Canvas terms. Any other session
 -- (a grading period, say) stands for its nearest ancestor that is one.
 CREATE TABLE rb_session AS
 SELECT
@@ -153,7 +159,7 @@ JOIN rb_canvas_course course USING (course_id);
 
 -- ---------------------------------------------------------------------------------------------
 -- Users. Guardians take part only when observers are enabled. A user without a login_id cannot be
--- imported (Canvas: "No login_id given for user"); rb_user_without_login lists them.
+-- imported (Canvas: "No login_id given for user"), rb_user_without_login lists them.
 CREATE VIEW rb_user AS
 SELECT
     u.sourcedId AS user_id,
@@ -198,9 +204,9 @@ JOIN student s ON s.user_id = link.student_id
 WHERE getvariable('observers') AND link.observer_id <> link.student_id;
 
 -- ---------------------------------------------------------------------------------------------
--- Enrollments. A OneRoster role missing from MAPPING_ROLES is skipped; an enrollment whose user is
--- not in users.csv is skipped (Canvas would reject it). An enrollment is deleted when it, its user
--- or its section is: Canvas refuses active enrollments of deleted users.
+-- Enrollments. A OneRoster role missing from MAPPING_ROLES is skipped, and so is an enrollment whose
+-- user is not in users.csv (Canvas would reject it). An enrollment is deleted when it, its user or
+-- its section is: Canvas refuses active enrollments of deleted users.
 CREATE VIEW rb_enrollment AS
 SELECT
     s.course_id,

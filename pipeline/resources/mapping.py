@@ -181,6 +181,8 @@ class MappingSettings(dg.ConfigurableResource):
             _register_sources(conn, data_dir)
             self._install(conn, term_id)
             conn.execute(sql_text("canvas_model"))
+            if term_id is not None:
+                conn.execute(sql_text("canvas_term_model"))
         except BaseException:
             conn.close()
             raise
