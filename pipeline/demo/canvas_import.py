@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -434,10 +433,3 @@ def sis_import_errors(conn: sqlite3.Connection, import_id: int | None, failures_
     rows = conn.execute(f"SELECT * FROM sis_import_errors WHERE {' AND '.join(where)} ORDER BY id", params).fetchall()
     return [{"sis_import_id": r["sis_import_id"], "file": r["file"], "message": r["message"],
              "row_info": r["row_info"], "row": r["row"]} for r in rows]
-
-
-_TRUE = re.compile(r"\A(1|true|yes|on)\Z", re.IGNORECASE)
-
-
-def truthy(value: str | None) -> bool:
-    return bool(value) and bool(_TRUE.match(value.strip()))

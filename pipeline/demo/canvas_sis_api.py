@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import io
+import re
 import threading
 import zipfile
 from email.message import Message
@@ -17,14 +18,20 @@ from pipeline.canvas_rules import read_zip
 from pipeline.demo import canvas_import
 from pipeline.demo.canvas_api import ApiError, ApiRequest, ApiResult, ReadApi, parse_time
 from pipeline.demo.canvas_import import (
-    BATCH_DROP_STATUSES, DROP_STATUSES, TERMINAL_STATES, USER_REMOVE_STATUSES, ImportOptions, truthy,
+    BATCH_DROP_STATUSES, DROP_STATUSES, TERMINAL_STATES, USER_REMOVE_STATUSES, ImportOptions,
 )
 from pipeline.demo.canvas_state import ROOT_ACCOUNT_ID, CanvasDB
 
 MAX_UNZIP_RATIO = 100
 MAX_IDENTIFIER_BYTES = 128
 APPLY_WAIT_SECONDS = 20.0  # a poll waits this long for an import it starts applying
+_TRUE = re.compile(r"\A(1|true|yes|on)\Z", re.IGNORECASE)
 _EXTENSIONS = {"application/zip": "zip", "application/x-zip-compressed": "zip", "text/csv": "csv", "text/plain": "csv"}
+
+
+def truthy(value: str | None) -> bool:
+    """A Canvas boolean parameter ("true", "1", ...)."""
+    return bool(value) and bool(_TRUE.match(value.strip()))
 
 
 def _bad_request(body: dict) -> ApiError:
