@@ -4,9 +4,13 @@ remaster, batch mode, throttling and faults, pagination, and state shared by two
 from __future__ import annotations
 
 import io
+import re
+import subprocess
+import sys
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -356,3 +360,25 @@ def test_rows_refused_by_the_stored_state_cascade_like_canvas(client, server):
         ["enrollments.csv", "An enrollment referenced a non-existent section S1"],
     ]
     assert server.state.counts()["users"] == {"active": 1} and server.state.enrollments() == []
+
+
+def test_standalone_server_in_another_process_shares_the_state(tmp_path):
+    state = tmp_path / "canvas.sqlite"
+    process = subprocess.Popen([sys.executable, "-m", "pipeline.demo.canvas_server", "--port", "0", "--state", str(state)],
+                               stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        banner = process.stdout.readline()
+        other_url = re.search(r"(http://127\.0\.0\.1:\d+)/api/v1", banner).group(1)
+        assert "demo-canvas-token" in banner
+        headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+        with DemoCanvasServer(state_path=state, polls_to_finish=2) as here, \
+                httpx2.Client(base_url=here.base_url, headers=headers) as local:
+            created = upload(local, ROSTER)
+            # the other process polls (its own polls_to_finish=2 counts the same stored polls) and applies it
+            there = [httpx2.get(f"{other_url}/api/v1/accounts/self/sis_imports/{created['id']}", headers=headers).json()
+                     for _ in range(2)]
+            assert [t["workflow_state"] for t in there] == ["importing", "imported"]
+            assert here.state.counts()["courses"] == {"available": 2, "claimed": 1}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
