@@ -91,7 +91,7 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
     courses = sorted(set(config.courses)) or provisioned_courses(data_dir, term)
     runs = data_dir.gradebook_dir(term) / "runs"
     _prune_old_runs(runs, RUNS_KEPT - 1)
-    export_dir = run_dir(data_dir, term, context.run_id) / "export"
+    export_dir = run_dir(data_dir, term, context.run.run_id) / "export"
     started = time.monotonic()
     with canvas.open() as session:
         counts, problems = gather(session, courses, export_dir)
@@ -153,7 +153,7 @@ def _lineage(columns: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColum
 )
 def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObjectsConfig, data_dir: DataDir,
                       passback: PassbackSettings, oneroster: OneRosterClient) -> dg.MaterializeResult:
-    folder = run_dir(data_dir, context.partition_key, context.run_id)
+    folder = run_dir(data_dir, context.partition_key, context.run.run_id)
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(zoneinfo.ZoneInfo(passback.timezone)).date()
     sis_categories = _sis_categories(oneroster) if passback.category_mode == "match" else None
     conn = connect()
@@ -203,7 +203,7 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
 def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback: PassbackSettings,
                  oneroster: OneRosterClient) -> dg.MaterializeResult:
     term = context.partition_key
-    folder = run_dir(data_dir, term, context.run_id)
+    folder = run_dir(data_dir, term, context.run.run_id)
     gathered = {
         row["sis_course_id"]: row["graded_through"]
         for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "graded_through"]).to_pylist()
@@ -213,7 +213,7 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
     with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger, oneroster.open() as session:
         writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
         try:
-            report = send_changes(conn, folder / "objects", ledger, writer, gathered=gathered, run_id=context.run_id,
+            report = send_changes(conn, folder / "objects", ledger, writer, gathered=gathered, run_id=context.run.run_id,
                                   delete_line_items=passback.delete_line_items, log=context.log.info)
         finally:
             conn.close()

@@ -8,6 +8,7 @@ Canvas flags missing. Rows stream to Parquet in batches; one course is in memory
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import datetime as dt
@@ -193,12 +194,22 @@ def gather_course(canvas, sis_course_id: str) -> CourseExport:
     return export
 
 
+def _in_order(pool: ThreadPoolExecutor, fn, items: list, window: int) -> Iterator:
+    """fn(item) for each item, in order, with at most `window` courses in flight or waiting in memory."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, concurrency: int = 4) -> tuple[dict[str, int], list[str]]:
     """Export the courses; returns rows per file and the courses that could not be gathered (reasons)."""
     problems: list[str] = []
     with export_writers(export_dir) as writers, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        # map() yields in order and keeps at most the finished courses waiting: bounded memory.
-        for export in pool.map(lambda course: gather_course(canvas, course), sis_course_ids):
+        for export in _in_order(pool, lambda course: gather_course(canvas, course), sis_course_ids, concurrency * 2):
             if export.error:
                 problems.append(export.error)
                 continue
