@@ -225,6 +225,16 @@ def build_district(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: 
 
 def build_term(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: MappingSettings, key: str) -> Iterator[tuple[CanvasFile, dict]]:
     """Write one term's data set (the term was given to `open_roster_db`); yields each file with its metadata."""
+    (known,) = conn.execute(
+        "SELECT count(*) FROM rb_session WHERE session_id = getvariable('term_id') AND is_term"
+    ).fetchone()
+    if not known:
+        # Empty files would make the upload's diffing delete every course of the term in Canvas.
+        raise dg.Failure(
+            description=f"school_term {key!r} (academicSession {term_sourced_id(key)!r}) is not a term of "
+            f"the latest snapshot (MAPPING_TERM_TYPES={','.join(mapping.term_types)}): its files are left as they are",
+            allow_retries=False,
+        )
     directory = data_dir.canvas_dir(key)
     for file in TERM_FILES:
         path, rows, columns = write_csv(conn, file, directory)

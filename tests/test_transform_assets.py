@@ -130,3 +130,20 @@ def test_failed_district_check_blocks_the_term_files_in_the_same_run(data_dir, i
     produced = set(materializations(result))
     assert "canvas/users_csv" in produced
     assert not produced & {"canvas/courses_csv", "canvas/sections_csv", "canvas/enrollments_csv"}
+
+
+def test_a_term_that_left_the_snapshot_keeps_its_files(data_dir, instance):
+    write_snapshot(data_dir, **small_district())
+    assert materialize_district(data_dir, instance).success
+    assert materialize_term(data_dir, instance, "spring-2027").success
+    spring = data_dir.canvas_dir("spring-2027") / "courses.csv"
+    before = spring.read_bytes()
+    later = small_district()
+    later["academicSessions"] = [s for s in later["academicSessions"] if s["sourcedId"] != "spring-2027"]
+    later["classes"] = [c for c in later["classes"] if c["sourcedId"] != "cls-sp"]
+    write_snapshot(data_dir, "2026-09-16", **later)
+    result = materialize_term(data_dir, instance, "spring-2027", raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "is not a term of the latest snapshot" in failure.event_specific_data.error.message
+    assert spring.read_bytes() == before
