@@ -382,3 +382,23 @@ def test_standalone_server_in_another_process_shares_the_state(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_polls_from_another_server_do_not_wait_for_an_import_being_applied(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.demo.canvas_sis_api.APPLY_WAIT_SECONDS", 0.0)
+    users = {"users.csv": "user_id,login_id,status\n" + "".join(f"U{i},u{i},active\n" for i in range(40000))}
+    headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
+    state = tmp_path / "canvas.sqlite"
+    with DemoCanvasServer(state_path=state, polls_to_finish=1) as applier, \
+            DemoCanvasServer(state_path=state, polls_to_finish=1) as observer:
+        created = upload(httpx2.Client(base_url=applier.base_url, headers=headers), users)
+        url = f"/api/v1/accounts/self/sis_imports/{created['id']}"
+        assert httpx2.get(applier.base_url + url, headers=headers).json()["workflow_state"] == "importing"
+        started = time.perf_counter()
+        seen = httpx2.get(observer.base_url + url, headers=headers).json()
+        assert seen["workflow_state"] in ("importing", "imported") and time.perf_counter() - started < 0.5
+        for _ in range(200):
+            if httpx2.get(observer.base_url + url, headers=headers).json()["workflow_state"] == "imported":
+                break
+            time.sleep(0.05)
+        assert observer.state.counts()["users"] == {"active": 40000}

@@ -114,6 +114,15 @@ def advance(conn: sqlite3.Connection, import_id: int, polls_to_finish: int, *, c
     return not claimed
 
 
+def needs_advancing(conn: sqlite3.Connection, import_id: int) -> bool:
+    """False for a finished import or one another poll is applying: such a poll only reads, so it never
+    waits for the write lock an import being applied holds."""
+    row = conn.execute("SELECT workflow_state, applying_since FROM sis_imports WHERE id = ?", (import_id,)).fetchone()
+    if row is None or row["workflow_state"] in TERMINAL_STATES:
+        return False
+    return row["applying_since"] is None or time.time() - row["applying_since"] >= APPLY_CLAIM_STALE_SECONDS
+
+
 def apply_pending(conn: sqlite3.Connection, import_id: int, auto_seed: int | None) -> None:
     """Apply the import and any earlier one still pending (Canvas runs an account's imports in order)."""
     for pending in conn.execute("SELECT id FROM sis_imports WHERE id <= ? AND workflow_state IN "

@@ -194,8 +194,12 @@ class SisImportApi:
 
     def get(self, req: ApiRequest, account: str, import_id: str) -> ApiResult:
         self._root(account)
-        with self.db.transaction() as conn:
-            claimed = canvas_import.advance(conn, int(import_id), self.polls_to_finish, count_poll=True)
+        with self.db.connection() as conn:
+            pending = canvas_import.needs_advancing(conn, int(import_id))
+        claimed = False
+        if pending:
+            with self.db.transaction() as conn:
+                claimed = canvas_import.advance(conn, int(import_id), self.polls_to_finish, count_poll=True)
         return self._status(int(import_id), claimed)
 
     def list(self, req: ApiRequest, account: str) -> ApiResult:
