@@ -8,7 +8,6 @@ DuckDB over the written file, and the file is rewritten without those rejects on
 Both files appear atomically: a reader sees last night's file or tonight's, never half of one.
 """
 
-
 import collections
 import tempfile
 import time
