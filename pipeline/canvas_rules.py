@@ -112,10 +112,6 @@ class Violation:
     severity: str  # "error" (Canvas rejects the row or the file) | "warning" (imported anyway)
     source: str = "canvas"  # "canvas": Canvas's own message; "precheck": a stricter rule of ours
 
-    @property
-    def file_level(self) -> bool:
-        return self.row is None
-
 
 @dataclass
 class ExistingIds:
