@@ -195,3 +195,18 @@ def test_a_writer_killed_half_way_leaves_no_duplicate_and_the_rerun_completes(tm
         assert rerun.totals()["sent"] <= expected_results - written_before + 250
         assert passback(tmp_path, srv, run="settled").totals()["sent"] == 0
         assert rerun.totals()["rejected"] == 0
+
+
+def test_a_rejection_is_forgotten_once_its_object_leaves_canvas(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        enrollment = next(e for e in srv.store.class_enrollments(CLASS) if ref_id(e, "user") == students[0])
+        srv.store.set_status("enrollments", enrollment["sourcedId"], "tobedeleted")
+        class_export(tmp_path / "export", CLASS, students)
+        passback(tmp_path, srv)
+        class_export(tmp_path / "export", CLASS, students[1:])  # the student left the Canvas course too
+        report = passback(tmp_path, srv, run="after")
+        assert report.totals()["sent"] == 0
+        with Ledger.for_term(tmp_path / "term") as ledger:
+            assert ledger.rejection_count() == 0
+            assert ledger.course_states()[CLASS][2] == 0  # the sensor stops retrying the course

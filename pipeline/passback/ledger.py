@@ -154,25 +154,14 @@ class Ledger:
                 [(now, s) for s in sourced_ids],
             )
 
-    def clear_rejections_except(self, sis_course_ids: list[str], current_ids: Iterable[str]) -> int:
-        """Forget rejections of objects of these courses that no longer exist in Canvas."""
+    def clear_rejections(self, sourced_ids: list[str]) -> None:
+        """Forget rejections of objects that no longer exist in Canvas (nothing left to retry)."""
         with self._transaction() as conn:
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS current_ids (sourced_id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM current_ids")
-            conn.executemany("INSERT OR IGNORE INTO current_ids VALUES (?)", ((s,) for s in current_ids))
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS scope_courses (sis_course_id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM scope_courses")
-            conn.executemany("INSERT OR IGNORE INTO scope_courses VALUES (?)", ((c,) for c in sis_course_ids))
-            cursor = conn.execute(
-                """
-                UPDATE items SET rejected_hash = NULL, rejected_status = NULL, rejected_message = NULL,
-                                 rejected_at = NULL
-                WHERE rejected_at IS NOT NULL
-                  AND sis_course_id IN (SELECT sis_course_id FROM scope_courses)
-                  AND sourced_id NOT IN (SELECT sourced_id FROM current_ids)
-                """
+            conn.executemany(
+                "UPDATE items SET rejected_hash = NULL, rejected_status = NULL, rejected_message = NULL, "
+                "rejected_at = NULL WHERE sourced_id = ?",
+                [(s,) for s in sourced_ids],
             )
-            return cursor.rowcount
 
     def mark_courses_synced(self, graded_through: dict[str, str | None], run_id: str) -> None:
         """Advance each course's watermark: only called once the run sent everything for the courses."""
@@ -206,6 +195,15 @@ class Ledger:
         ).fetchall()
         ids, courses = zip(*rows) if rows else ((), ())
         return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string())})
+
+    def rejected_ids(self, sis_course_ids: list[str]) -> pa.Table:
+        """Objects of these courses with an outstanding rejection."""
+        placeholders = ",".join("?" * len(sis_course_ids)) or "NULL"
+        rows = self._conn.execute(
+            f"SELECT sourced_id FROM items WHERE rejected_at IS NOT NULL AND sis_course_id IN ({placeholders})",
+            sis_course_ids,
+        ).fetchall()
+        return pa.table({"sourced_id": pa.array([r[0] for r in rows], pa.string())})
 
     def accepted_results_of(self, line_item_id: str) -> list[str]:
         return [

@@ -46,16 +46,15 @@ def compute_changes(conn: duckdb.DuckDBPyConnection, objects_dir: Path, ledger: 
     return total - scalar(conn, "SELECT count(*) FROM pending")
 
 
-def _pending(conn: duckdb.DuckDBPyConnection, phase: int) -> Iterator[tuple[Item, str | None]]:
+def _pending(conn: duckdb.DuckDBPyConnection, phase: int) -> Iterator[Item]:
     reader = conn.sql(
         "SELECT kind, sourced_id, payload, payload_hash, sis_course_id, line_item_id, parent_id FROM pending WHERE phase = ?",
         params=[phase],
     ).to_arrow_reader(10_000)
     for batch in reader:
         for row in batch.to_pylist():
-            item = Item(KINDS[row["kind"]], row["sourced_id"], row["payload"], row["payload_hash"],
-                        row["sis_course_id"], row["line_item_id"])
-            yield item, row["parent_id"]
+            yield Item(KINDS[row["kind"]], row["sourced_id"], row["payload"], row["payload_hash"],
+                       row["sis_course_id"], row["line_item_id"], row["parent_id"])
 
 
 def send_changes(
@@ -75,21 +74,13 @@ def send_changes(
     report = SyncReport(unchanged=compute_changes(conn, objects_dir, ledger, courses))
     not_ok: set[str] = set()
     for phase, name in PHASES.items():
-        parents: dict[str, str | None] = {}
-
-        def items() -> Iterator[Item]:
-            for item, parent in _pending(conn, phase):
-                parents[item.sourced_id] = parent
-                yield item
-
         def blocked_by(item: Item) -> str | None:
-            parent = parents.get(item.sourced_id)
-            if parent and parent in not_ok:
-                return f"not sent: its {'lineItem' if item.kind is RESULT else 'category'} {parent} is not in the SIS (rejected)"
+            if item.parent_id and item.parent_id in not_ok:
+                parent = "lineItem" if item.kind is RESULT else "category"
+                return f"not sent: its {parent} {item.parent_id} is not in the SIS (rejected)"
             return None
 
-        stats = writer.put_all(items(), blocked_by=blocked_by)
-        parents.clear()
+        stats = writer.put_all(_pending(conn, phase), blocked_by=blocked_by)
         not_ok |= stats.not_ok
         report.phases[name] = stats
         log(f"{name}: {stats.sent} accepted ({stats.created} created), {stats.rejected} rejected, {stats.held_back} held back")
@@ -106,10 +97,12 @@ def send_changes(
     elif report.orphans:
         log(f"{len(report.orphans)} lineItems left Canvas or 'Sync to SIS'; kept in the SIS (PASSBACK_DELETE_LINE_ITEMS=false)")
 
-    current = (r[0] for r in conn.execute(
-        "SELECT sourced_id FROM obj_line_items UNION ALL SELECT sourced_id FROM obj_results"
-    ).fetchall())
-    ledger.clear_rejections_except(courses, current)
+    conn.register("ledger_rejected", ledger.rejected_ids(courses))
+    gone = [r[0] for r in conn.execute(
+        "SELECT sourced_id FROM ledger_rejected EXCEPT "
+        "(SELECT sourced_id FROM obj_line_items UNION ALL SELECT sourced_id FROM obj_results)"
+    ).fetchall()]
+    ledger.clear_rejections(gone)
     ledger.mark_courses_synced(
         {course: at.isoformat(timespec="milliseconds") if at else None for course, at in gathered.items()}, run_id
     )

@@ -58,6 +58,7 @@ class Item:
     payload_hash: str
     sis_course_id: str | None = None
     line_item_id: str | None = None
+    parent_id: str | None = None  # what the SIS must hold first: a lineItem's category, a result's lineItem
 
 
 @dataclass
