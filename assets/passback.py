@@ -26,7 +26,15 @@ from pipeline.partitions import school_term_partitions
 from pipeline.passback.config import PassbackSettings
 from pipeline.passback.export import SCHEMAS, export_path, gather, provisioned_courses
 from pipeline.passback.ledger import Ledger
-from pipeline.passback.objects import SnapshotPaths, bind_inputs, build_objects, connect, object_path, write_objects
+from pipeline.passback.objects import (
+    SnapshotPaths,
+    bind_inputs,
+    build_objects,
+    connect,
+    fetch_sis_categories,
+    object_path,
+    write_objects,
+)
 from pipeline.passback.sync import send_changes
 from pipeline.passback.writer import GradebookWriter
 from pipeline.resources.canvas import CanvasClient
@@ -121,18 +129,6 @@ def _snapshot(data_dir: DataDir) -> SnapshotPaths:
     )
 
 
-def _sis_categories(oneroster: OneRosterClient) -> pa.Table:
-    """The SIS's categories (match mode): what existing category each assignment group maps to."""
-    ids, titles = [], []
-    with oneroster.open() as session:
-        for page in session.iter_pages("/categories", envelope_keys=("categories",)):
-            for category in page:
-                if category.get("status") != "tobedeleted" and category.get("sourcedId"):
-                    ids.append(category["sourcedId"])
-                    titles.append(category.get("title") or "")
-    return pa.table({"sourcedId": pa.array(ids, pa.string()), "title": pa.array(titles, pa.string())})
-
-
 def _lineage(columns: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColumnLineage:
     return dg.TableColumnLineage(
         deps_by_column={
@@ -155,7 +151,10 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
                       passback: PassbackSettings, oneroster: OneRosterClient) -> dg.MaterializeResult:
     folder = run_dir(data_dir, context.partition_key, context.run.run_id)
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(zoneinfo.ZoneInfo(passback.timezone)).date()
-    sis_categories = _sis_categories(oneroster) if passback.category_mode == "match" else None
+    sis_categories = None
+    if passback.category_mode == "match":
+        with oneroster.open() as session:
+            sis_categories = fetch_sis_categories(session)
     conn = connect()
     try:
         bind_inputs(conn, folder / "export", _snapshot(data_dir), passback, as_of, sis_categories)

@@ -19,10 +19,17 @@ from pipeline.demo.source import Selection, ref_id
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
 from pipeline.passback.ledger import Accepted, Ledger, Rejected
-from pipeline.passback.objects import SnapshotPaths, bind_inputs, build_objects, connect, write_objects
+from pipeline.passback.objects import (
+    SnapshotPaths,
+    bind_inputs,
+    build_objects,
+    connect,
+    fetch_sis_categories,
+    write_objects,
+)
 from pipeline.passback.sync import send_changes
 from pipeline.passback.writer import GradebookWriter
-from pipeline.resources.oneroster import OneRosterClient
+from pipeline.resources.oneroster import OneRosterClient, OneRosterError
 from tests.passback_fixtures import class_export, demo_class_students, demo_snapshot
 
 AS_OF = dt.date(2026, 9, 20)
@@ -35,7 +42,8 @@ def client(srv: DemoOneRosterServer) -> OneRosterClient:
                            token_url=srv.token_url)
 
 
-def passback(tmp_path: Path, srv: DemoOneRosterServer, settings: PassbackSettings | None = None, run: str = "run"):
+def passback(tmp_path: Path, srv: DemoOneRosterServer, settings: PassbackSettings | None = None, run: str = "run",
+             sis_categories=None):
     """Transform the export under tmp_path/export and send the changes; returns the sync report.
 
     The OneRoster snapshot is taken from the provider on first use (as the nightly extract would)."""
@@ -43,7 +51,7 @@ def passback(tmp_path: Path, srv: DemoOneRosterServer, settings: PassbackSetting
     snapshot = demo_snapshot(tmp_path / "snapshot", srv.store) if not (tmp_path / "snapshot").exists() else \
         SnapshotPaths(*(tmp_path / "snapshot" / f"{n}.parquet" for n in ("classes", "academicSessions", "users")))
     conn = connect()
-    bind_inputs(conn, tmp_path / "export", snapshot, settings, AS_OF)
+    bind_inputs(conn, tmp_path / "export", snapshot, settings, AS_OF, sis_categories)
     build_objects(conn)
     write_objects(conn, tmp_path / run / "objects")
     with Ledger.for_term(tmp_path / "term") as ledger, client(srv).open() as session:
@@ -210,3 +218,21 @@ def test_a_rejection_is_forgotten_once_its_object_leaves_canvas(tmp_path):
         with Ledger.for_term(tmp_path / "term") as ledger:
             assert ledger.rejection_count() == 0
             assert ledger.course_states()[CLASS][2] == 0  # the sensor stops retrying the course
+
+
+def test_match_mode_uses_the_sis_categories_when_it_refuses_category_writes(tmp_path):
+    with DemoOneRosterServer(students=60, allow_category_writes=False) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        with pytest.raises(OneRosterError, match="PASSBACK_CATEGORY_MODE=match"):
+            passback(tmp_path, srv)
+        assert not stored(srv, "lineItems")
+
+        settings = PassbackSettings(course_grades=False, category_mode="match", fallback_category="cat-project")
+        with client(srv).open() as session:
+            categories = fetch_sis_categories(session)
+        report = passback(tmp_path, srv, settings, run="match", sis_categories=categories)
+        assert report.totals()["rejected"] == 0 and "categories" in report.phases
+        (line_item,) = stored(srv, "lineItems").values()
+        assert line_item["category"]["sourcedId"] == "cat-homework"  # the group "Homework" matched by title
+        assert len(stored(srv, "results")) == len(students)

@@ -41,6 +41,17 @@ def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def fetch_sis_categories(session) -> pa.Table:
+    """The SIS's live categories (match mode): what existing category each assignment group maps to."""
+    ids, titles = [], []
+    for page in session.iter_pages("/categories", envelope_keys=("categories",)):
+        for category in page:
+            if category.get("status") != "tobedeleted" and category.get("sourcedId"):
+                ids.append(category["sourcedId"])
+                titles.append(category.get("title") or "")
+    return pa.table({"sourcedId": pa.array(ids, pa.string()), "title": pa.array(titles, pa.string())})
+
+
 def bind_inputs(
     conn: duckdb.DuckDBPyConnection,
     export_dir: Path,

@@ -17,6 +17,7 @@ from pipeline.passback.ledger import Ledger
 from pipeline.passback.objects import object_path, scalar, sql_path
 from pipeline.passback.writer import KINDS, LINE_ITEM, RESULT, GradebookWriter, Item, PhaseStats
 from pipeline.resources.mapping import sql_text
+from pipeline.resources.oneroster import OneRosterError
 
 PHASES = {1: "categories", 2: "lineItems", 3: "results"}
 
@@ -80,7 +81,16 @@ def send_changes(
                 return f"not sent: its {parent} {item.parent_id} is not in the SIS (rejected)"
             return None
 
-        stats = writer.put_all(_pending(conn, phase), blocked_by=blocked_by)
+        try:
+            stats = writer.put_all(_pending(conn, phase), blocked_by=blocked_by)
+        except OneRosterError as exc:
+            if phase == 1 and exc.status_code == 403:
+                raise OneRosterError(
+                    f"the SIS does not accept category writes ({exc}); set PASSBACK_CATEGORY_MODE=match to use its "
+                    "existing categories (and PASSBACK_FALLBACK_CATEGORY for assignment groups it has no category for)",
+                    endpoint=exc.endpoint, status_code=exc.status_code, status_info=exc.status_info,
+                ) from None
+            raise
         not_ok |= stats.not_ok
         report.phases[name] = stats
         log(f"{name}: {stats.sent} accepted ({stats.created} created), {stats.rejected} rejected, {stats.held_back} held back")
