@@ -199,7 +199,7 @@ def _count_table(rows: list[tuple[str, int]], label: str) -> dg.MetadataValue:
 
 def build_district(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: MappingSettings) -> Iterator[tuple[CanvasFile, dict]]:
     """Write the district data set; yields each file with its metadata."""
-    cycle = conn.execute("SELECT org_id, parent_org_id FROM rb_org_cycle ORDER BY ALL").fetchall()
+    cycle = conn.execute(sql_text("canvas_org_cycles")).fetchall()
     if cycle:
         listed = ", ".join(f"{org} (parent {parent})" for org, parent in cycle[:10])
         raise dg.Failure(
@@ -211,23 +211,19 @@ def build_district(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: 
         path, rows, columns = write_csv(conn, file, directory)
         metadata = file_metadata(file, mapping, path, rows, columns)
         if file is USERS:
-            without_login = conn.execute(
-                "SELECT role, count(*) FROM rb_user_without_login GROUP BY role ORDER BY role"
-            ).fetchall()
+            without_login = conn.execute(sql_text("canvas_users_without_login")).fetchall()
             metadata["users_without_login_id"] = sum(n for _, n in without_login)
             metadata["users_without_login_id_by_role"] = _count_table(without_login, "role")
             metadata["login_id_from"] = mapping.login_id_from
         if file is TERMS:
-            (without_term,) = conn.execute("SELECT count(*) FROM rb_class_without_term").fetchone()
+            (without_term,) = conn.execute(sql_text("canvas_classes_without_term")).fetchone()
             metadata["classes_without_term"] = without_term
         yield file, metadata
 
 
 def build_term(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: MappingSettings, key: str) -> Iterator[tuple[CanvasFile, dict]]:
     """Write one term's data set (the term was given to `open_roster_db`); yields each file with its metadata."""
-    (known,) = conn.execute(
-        "SELECT count(*) FROM rb_session WHERE session_id = getvariable('term_id') AND is_term"
-    ).fetchone()
+    (known,) = conn.execute(sql_text("canvas_term_is_known")).fetchone()
     if not known:
         # Empty files would make the upload's diffing delete every course of the term in Canvas.
         raise dg.Failure(

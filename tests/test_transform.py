@@ -237,6 +237,7 @@ def test_term_names_and_types(data_dir):
         ("MAPPING_LOGIN_ID_FROM", "phone", "MAPPING_LOGIN_ID_FROM must be one of"),
         ("MAPPING_ROLES", "student", "is not oneroster_role=canvas_role"),
         ("MAPPING_ROLES", "aide=assistant", "the Canvas role must be one of"),
+        ("MAPPING_ROLES", "aide=ta,Aide=teacher", "(?i)aide is mapped twice"),
         ("MAPPING_OBSERVERS", "yes", "MAPPING_OBSERVERS must be true or false"),
         ("MAPPING_TERM_NAME_TEMPLATE", "{name}", "{name} is not a placeholder"),
         ("MAPPING_ENROLLMENT_DROP_STATUS", "concluded", "MAPPING_ENROLLMENT_DROP_STATUS must be one of"),

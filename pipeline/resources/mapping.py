@@ -149,7 +149,11 @@ class MappingSettings(dg.ConfigurableResource):
             raise ValueError("MAPPING_TERM_TYPES must name at least one academicSession type")
         if not self.roles:
             raise ValueError("MAPPING_ROLES must map at least one OneRoster role to a Canvas role")
+        seen: set[str] = set()
         for oneroster_role, canvas_role in sorted(self.roles.items()):
+            if oneroster_role.lower() in seen:
+                raise ValueError(f"MAPPING_ROLES: {oneroster_role} is mapped twice (roles ignore case)")
+            seen.add(oneroster_role.lower())
             if canvas_role not in CANVAS_ROLES:
                 raise ValueError(
                     f"MAPPING_ROLES: {oneroster_role}={canvas_role}: the Canvas role must be one of {', '.join(CANVAS_ROLES)}"
