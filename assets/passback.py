@@ -44,6 +44,15 @@ GROUP = "gradebook"
 EXPORT = dg.AssetKey(["gradebook", "canvas_export"])
 OBJECTS = dg.AssetKey(["gradebook", "oneroster_objects"])
 PASSBACK = dg.AssetKey(["gradebook", "sis_passback"])
+# The ledger's items table (gradebook/term=<key>/ledger.sqlite): what this asset maintains.
+LEDGER_SCHEMA = dg.TableSchema(columns=[
+    dg.TableColumn(name, kind) for name, kind in (
+        ("sourced_id", "string"), ("kind", "string"), ("sis_course_id", "string"), ("line_item_id", "string"),
+        ("accepted_hash", "string"), ("accepted_status", "int"), ("accepted_at", "string"),
+        ("rejected_hash", "string"), ("rejected_status", "int"), ("rejected_message", "string"),
+        ("rejected_at", "string"), ("deleted_at", "string"),
+    )
+])
 RUNS_KEPT = 20  # run folders kept per term for inspection; older ones are removed
 ROWS_SHOWN = 100
 
@@ -223,6 +232,12 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
     totals = report.totals()
     metadata: dict[str, Any] = {
         "dagster/row_count": totals["sent"],
+        "dagster/column_schema": LEDGER_SCHEMA,
+        "dagster/column_lineage": _lineage({
+            "sourced_id": [(OBJECTS, "sourced_id")],
+            "accepted_hash": [(OBJECTS, "payload_hash")],
+            "rejected_hash": [(OBJECTS, "payload_hash")],
+        }),
         "ledger": dg.MetadataValue.path(str(data_dir.gradebook_dir(term) / "ledger.sqlite")),
         "courses": report.courses_synced,
         "unchanged": report.unchanged,
