@@ -1,0 +1,311 @@
+"""Upload to Canvas: one SIS import for the district-wide data set, then one per term.
+
+Each import asset first runs the mass-delete guard (before any HTTP write), skips the upload when the
+data set's files are byte-identical to its last successful import, otherwise uploads a zip with the
+data set's own diffing identifier, polls until Canvas finishes, and records the outcome. The dry-run
+assets compute the same comparison without uploading.
+"""
+
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from pipeline.canvas_data_set import DISTRICT, DISTRICT_FILES, TERM_FILES, DataSet
+from pipeline.canvas_diff import DataSetDiff, diff_data_set
+from pipeline.datadir import DataDir
+from pipeline.partitions import school_term_partitions
+from pipeline.resources.canvas import FAILURE_STATES, CanvasClient, CanvasSession, CanvasUploadPolicy
+from pipeline.resources.mapping import MappingSettings
+
+DISTRICT_IMPORT = dg.AssetKey(["canvas", "sis_import_district"])
+TERM_IMPORT = dg.AssetKey(["canvas", "sis_import_term"])
+DISTRICT_CSVS = [dg.AssetKey(["canvas", f"{file}_csv"]) for file in DISTRICT_FILES]
+TERM_CSVS = [dg.AssetKey(["canvas", f"{file}_csv"]) for file in TERM_FILES]
+GUARD_CHECK = "mass_delete_guard"
+# Run tags: comma-separated data set names ("district" or term keys) the override applies to.
+APPROVE_MASS_DELETE_TAG = "rosterbridge/approve_mass_delete"
+REMASTER_TAG = "rosterbridge/remaster"
+MESSAGES_IN_METADATA = 1000
+CANVAS_POOL = "canvas_sis_import"
+
+
+class SisImportConfig(dg.Config):
+    remaster: bool = Field(
+        default=False,
+        description="Send diffing_remaster_data_set=true: Canvas applies this data set in full, without diffing "
+        "or dropping anything, and later imports diff against it. For a first run or a recovery.",
+    )
+    approve_mass_delete: bool = Field(
+        default=False,
+        description="Upload even though the mass-delete guard blocked this data set (this run only).",
+    )
+
+
+def _tag_names(context: dg.AssetExecutionContext, tag: str) -> set[str]:
+    return {name.strip() for name in context.run.tags.get(tag, "").split(",") if name.strip()}
+
+
+def _diff_metadata(diff: DataSetDiff) -> dict[str, Any]:
+    metadata: dict[str, Any] = {f"diff/{kind}": count for kind, count in diff.totals().items()}
+    for f in diff.files:
+        metadata[f"diff/{f.file}"] = dg.MetadataValue.json(
+            {"rows": f.rows, "created": f.created, "changed": f.changed, "deleted": f.deleted,
+             "unchanged": f.unchanged, "deleted_percent": round(f.deleted_percent, 2)}
+        )
+    return metadata
+
+
+def _guard(context: dg.AssetExecutionContext, data_set: DataSet, diff: DataSetDiff, policy: CanvasUploadPolicy,
+           approved: bool) -> dg.AssetCheckResult:
+    """The guard's verdict; raises (before any upload) when it blocks and no one approved."""
+    threshold = policy.mass_delete_threshold_percent
+    blocked = diff.mass_deletes(threshold)
+    metadata: dict[str, Any] = {
+        "threshold_percent": threshold,
+        "has_baseline": diff.has_baseline,
+        **{f"deleted_percent/{f.file}": round(f.deleted_percent, 2) for f in diff.files},
+    }
+    if not blocked:
+        return dg.AssetCheckResult(check_name=GUARD_CHECK, passed=True, metadata=metadata)
+    findings = "; ".join(
+        f"{f.file}: {f.deleted} of {f.previously_live} ({f.deleted_percent:.1f} %) would disappear or turn deleted"
+        for f in blocked
+    )
+    approval = (
+        f"If this is intended, approve it for one run: run tag {APPROVE_MASS_DELETE_TAG}={data_set.name} "
+        f"(or run config approve_mass_delete: true, or `python -m pipeline.sync --approve-mass-delete {data_set.name}`)."
+    )
+    message = (f"Mass-delete guard blocked the {data_set.label} upload (threshold {threshold:g} %): {findings}. "
+               f"Canvas was not changed. {approval}")
+    if approved:
+        context.log.warning(f"{message} -- approved for this run, uploading.")
+        return dg.AssetCheckResult(check_name=GUARD_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   description=f"Approved override: {findings}", metadata=metadata)
+    context.log.error(message)
+    return dg.AssetCheckResult(check_name=GUARD_CHECK, passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                               description=message, metadata=metadata)
+
+
+def _import_metadata(sis_import: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Import id, state, counts and statistics as numbers, so the UI plots them night over night."""
+    data = sis_import.get("data") or {}
+    metadata: dict[str, Any] = {
+        "canvas/import_id": int(sis_import["id"]),
+        "canvas/workflow_state": str(sis_import.get("workflow_state")),
+        "canvas/progress": sis_import.get("progress") or 0,
+        "canvas/warning_count": sum(1 for m in messages if m["severity"] == "warning"),
+        "canvas/error_count": sum(1 for m in messages if m["severity"] == "error"),
+        "canvas/diffing_threshold_exceeded": bool(sis_import.get("diffing_threshold_exceeded")),
+    }
+    for name, value in sorted((data.get("counts") or {}).items()):
+        if isinstance(value, (int, float)):
+            metadata[f"counts/{name}"] = value
+    for name, value in sorted((sis_import.get("statistics") or {}).items()):
+        if isinstance(value, (int, float)):
+            metadata[f"statistics/{name}"] = value
+        elif isinstance(value, dict):
+            for kind, count in sorted(value.items()):
+                if isinstance(count, (int, float)):
+                    metadata[f"statistics/{name}/{kind}"] = count
+    if messages:
+        shown = messages[:MESSAGES_IN_METADATA]
+        table = "| severity | file | row | message |\n|---|---|---|---|\n" + "\n".join(
+            f"| {m['severity']} | {m['file']} | {m['row'] if m['row'] is not None else ''} | "
+            f"{str(m['message']).replace('|', '/')} |" for m in shown
+        )
+        if len(messages) > len(shown):
+            table += f"\n\n{len(messages) - len(shown)} more in the result file."
+        metadata["canvas/messages"] = dg.MetadataValue.md(table)
+    return metadata
+
+
+def import_messages(sis_import: dict[str, Any], row_errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every warning and error of an import: the summary arrays and the per-row errors endpoint."""
+    messages = [
+        {"severity": severity, "file": entry[0] if len(entry) > 1 else "", "row": None, "message": entry[-1]}
+        for severity, key in (("warning", "processing_warnings"), ("error", "processing_errors"))
+        for entry in sis_import.get(key) or []
+    ]
+    summarised = {(m["file"], m["message"]) for m in messages}
+    for error in row_errors:
+        message = {"severity": "error" if error.get("failure") else "warning", "file": error.get("file") or "",
+                   "row": error.get("row"), "message": error.get("message") or ""}
+        if (message["file"], message["message"]) not in summarised or message["row"] is not None:
+            messages.append(message)
+    return messages
+
+
+def upload_data_set(context: dg.AssetExecutionContext, data_set: DataSet, config: SisImportConfig,
+                    canvas: CanvasClient, policy: CanvasUploadPolicy, mapping: MappingSettings,
+                    ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    data_set.require_files()
+    diff = diff_data_set(data_set)
+    approved = config.approve_mass_delete or data_set.name in _tag_names(context, APPROVE_MASS_DELETE_TAG)
+    verdict = _guard(context, data_set, diff, policy, approved)
+    yield verdict
+    if not verdict.passed and not approved:
+        raise dg.Failure(description=verdict.description, metadata=_diff_metadata(diff))
+    approved_mass_delete = not verdict.passed
+
+    identifier = data_set.diffing_identifier(policy.diffing_prefix)
+    remaster = config.remaster or data_set.name in _tag_names(context, REMASTER_TAG)
+    base_metadata: dict[str, Any] = {
+        "data_set": data_set.name,
+        "diffing_data_set_identifier": identifier,
+        "remaster": remaster,
+        "mass_delete_approved": approved_mass_delete,
+        "dagster/row_count": sum(f.rows for f in diff.files),
+        **_diff_metadata(diff),
+    }
+    last = data_set.last_import()
+    if not remaster and data_set.unchanged_since_last_import():
+        reason = f"files are byte-identical to successful import {last['import_id']}: nothing uploaded"
+        context.log.info(f"{data_set.label}: {reason}")
+        yield dg.MaterializeResult(metadata={**base_metadata, "uploaded": False, "skip_reason": reason,
+                                             "canvas/import_id": int(last["import_id"])})
+        return
+
+    fingerprints = data_set.fingerprints()
+    zip_path = data_set.build_zip()
+    params = {
+        "diffing_data_set_identifier": identifier,
+        "diffing_drop_status": mapping.enrollment_drop_status,
+        # An approved mass delete would exceed Canvas's own change_threshold too, and Canvas would then
+        # skip the diff and drop nothing: the approval lifts it for this one import.
+        "change_threshold": None if approved_mass_delete else policy.change_threshold,
+        "diffing_remaster_data_set": remaster or None,
+    }
+    with canvas.open() as session:
+        sis_import = _run_import(context, session, data_set, zip_path.read_bytes(), params)
+        row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
+        stats = {"canvas/requests": session.stats.requests, "canvas/retries": session.stats.retries}
+    messages = import_messages(sis_import, row_errors)
+    data_set.write_result({"sis_import": sis_import, "messages": messages})
+    metadata = {**base_metadata, **_import_metadata(sis_import, messages), **stats, "uploaded": True,
+                "zip_path": dg.MetadataValue.path(str(zip_path)),
+                "result_path": dg.MetadataValue.path(str(data_set.result_path))}
+    for m in messages:
+        log = context.log.error if m["severity"] == "error" else context.log.warning
+        log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: {m['message']}")
+
+    state = sis_import.get("workflow_state")
+    if state in FAILURE_STATES:
+        errors = [m for m in messages if m["severity"] == "error"] or messages
+        detail = "; ".join(f"{m['file']}: {m['message']}" if m["file"] else str(m["message"]) for m in errors[:20])
+        raise dg.Failure(
+            description=f"Canvas SIS import {sis_import['id']} of the {data_set.label} data set ended {state}: "
+            f"{detail or 'Canvas gave no message'}",
+            metadata=metadata,
+        )
+    if sis_import.get("diffing_threshold_exceeded"):
+        context.log.warning(
+            f"{data_set.label}: Canvas skipped diffing (change beyond change_threshold {policy.change_threshold} %), "
+            f"so records missing from this import were not dropped; repeated exceedances need a remaster."
+        )
+    data_set.record_successful_import(sis_import, fingerprints)
+    yield dg.MaterializeResult(metadata=metadata)
+
+
+def _run_import(context: dg.AssetExecutionContext, session: CanvasSession, data_set: DataSet, zip_bytes: bytes,
+                params: dict[str, Any]) -> dict[str, Any]:
+    created = session.create_sis_import(zip_bytes, **params)
+    context.log.info(f"{data_set.label}: SIS import {created['id']} created ({len(zip_bytes)} bytes, "
+                     f"{params['diffing_data_set_identifier']})")
+
+    def on_poll(sis_import: dict[str, Any]) -> None:
+        context.log.debug(f"SIS import {sis_import['id']}: {sis_import.get('workflow_state')} "
+                          f"{sis_import.get('progress') or 0}%")
+
+    finished = session.wait_for_sis_import(created["id"], on_poll=on_poll)
+    context.log.info(f"{data_set.label}: SIS import {finished['id']} ended {finished.get('workflow_state')}")
+    return finished
+
+
+def _has_messages(sis_import: dict[str, Any]) -> bool:
+    counts = (sis_import.get("data") or {}).get("counts") or {}
+    return bool(sis_import.get("processing_warnings") or sis_import.get("processing_errors")
+                or counts.get("error_count") or counts.get("warning_count")
+                or sis_import.get("workflow_state") != "imported")
+
+
+@dg.asset(
+    key=DISTRICT_IMPORT,
+    deps=DISTRICT_CSVS,
+    check_specs=[dg.AssetCheckSpec(GUARD_CHECK, asset=DISTRICT_IMPORT,
+                                   description="Blocks the upload when too many users would be deleted.")],
+    pool=CANVAS_POOL,
+    group_name="canvas_upload",
+    kinds={"canvas"},
+    description="SIS import of the district-wide data set (accounts, terms, users, observers).",
+)
+def sis_import_district(context: dg.AssetExecutionContext, config: SisImportConfig, canvas: CanvasClient,
+                        canvas_upload: CanvasUploadPolicy, mapping: MappingSettings, data_dir: DataDir):
+    yield from upload_data_set(context, DataSet.for_name(data_dir, DISTRICT), config, canvas, canvas_upload, mapping)
+
+
+@dg.asset(
+    key=TERM_IMPORT,
+    deps=[*TERM_CSVS, DISTRICT_IMPORT],
+    partitions_def=school_term_partitions,
+    check_specs=[dg.AssetCheckSpec(GUARD_CHECK, asset=TERM_IMPORT,
+                                   description="Blocks the upload when too many courses, sections or enrollments "
+                                   "would be deleted.")],
+    pool=CANVAS_POOL,
+    group_name="canvas_upload",
+    kinds={"canvas"},
+    description="SIS import of one term's data set (courses, sections, enrollments), after the district import.",
+)
+def sis_import_term(context: dg.AssetExecutionContext, config: SisImportConfig, canvas: CanvasClient,
+                    canvas_upload: CanvasUploadPolicy, mapping: MappingSettings, data_dir: DataDir):
+    if DataSet.for_name(data_dir, DISTRICT).last_import() is None:
+        raise dg.Failure(description="The district-wide data set has never been imported into Canvas, so this "
+                         "term's users and accounts do not exist there yet: materialize canvas/sis_import_district first.")
+    data_set = DataSet.for_name(data_dir, context.partition_key)
+    yield from upload_data_set(context, data_set, config, canvas, canvas_upload, mapping)
+
+
+def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.MaterializeResult:
+    diff = diff_data_set(data_set)
+    blocked = diff.mass_deletes(policy.mass_delete_threshold_percent)
+    sample = [row | {"file": f.file} for f in diff.files for row in f.sample]
+    columns = ["file", "change"] + sorted({k for row in sample for k in row} - {"file", "change"})
+    table = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n" + "\n".join(
+        "| " + " | ".join(str(row.get(c) or "") for c in columns) + " |" for row in sample
+    )
+    return dg.MaterializeResult(metadata={
+        "data_set": data_set.name,
+        "compared_with_import_id": (data_set.last_import() or {}).get("import_id") or 0,
+        "would_upload": not data_set.unchanged_since_last_import(),
+        "guard_would_block": ", ".join(f.file for f in blocked) or "no",
+        "dagster/row_count": sum(f.rows for f in diff.files),
+        **_diff_metadata(diff),
+        "masked_sample": dg.MetadataValue.md(table if sample else "no changes"),
+    })
+
+
+@dg.asset(
+    key=["canvas", "dry_run_district"],
+    deps=DISTRICT_CSVS,
+    group_name="canvas_dry_run",
+    description="What the district-wide upload would create, change and delete in Canvas (uploads nothing).",
+)
+def dry_run_district(canvas_upload: CanvasUploadPolicy, data_dir: DataDir) -> dg.MaterializeResult:
+    return _dry_run_result(DataSet.for_name(data_dir, DISTRICT), canvas_upload)
+
+
+@dg.asset(
+    key=["canvas", "dry_run_term"],
+    deps=TERM_CSVS,
+    partitions_def=school_term_partitions,
+    group_name="canvas_dry_run",
+    description="What one term's upload would create, change and delete in Canvas (uploads nothing).",
+)
+def dry_run_term(context: dg.AssetExecutionContext, canvas_upload: CanvasUploadPolicy,
+                 data_dir: DataDir) -> dg.MaterializeResult:
+    return _dry_run_result(DataSet.for_name(data_dir, context.partition_key), canvas_upload)
+
+
+defs = dg.Definitions(assets=[sis_import_district, sis_import_term, dry_run_district, dry_run_term])
