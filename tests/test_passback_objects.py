@@ -114,6 +114,9 @@ def test_undated_items_and_overrides(tmp_path):
         {"course_id": 10, "assignment_id": 603, "name": "Unpublished", "kind": "assignment", "points_possible": 1.0,
          "grading_type": "points", "due_at": ts("2026-09-05T00:00:00"), "assignment_group_id": 1,
          "published": False, "post_to_sis": True, "only_visible_to_overrides": False},
+        {"course_id": 10, "assignment_id": 604, "name": "No points", "kind": "assignment", "points_possible": None,
+         "grading_type": "points", "due_at": ts("2026-09-05T00:00:00"), "assignment_group_id": 1,
+         "published": True, "post_to_sis": True, "only_visible_to_overrides": False},
     ]
     sections = [  # course mapping mode: one Canvas course, sections carry the class sourcedIds
         {"course_id": 10, "section_id": 100, "sis_section_id": "cls-1"},
@@ -132,6 +135,7 @@ def test_undated_items_and_overrides(tmp_path):
     assert json.loads(items[0]["p"])["dueDate"] == "2027-01-15T23:59:59.000Z"  # end of the last period
     skipped = rows(conn, "SELECT kind, reason FROM skipped")
     assert {"kind": "section", "reason": "section is not a OneRoster class (not provisioned from the SIS): its grades are not sent"} in skipped
+    assert {"kind": "assignment", "reason": "assignment marked Sync to SIS has no points possible (the SIS needs resultValueMax)"} in skipped
 
     conn = build(tmp_path, PassbackSettings(course_grades=False, undated_items="skip"), assignments=assignments,
                  sections=sections, overrides=overrides, courses=courses, submissions=[])

@@ -22,4 +22,9 @@ SELECT 'assignment', d.sis_course_id, d.assignment_id || ' ' || d.name || ' (cla
 FROM dated_items d
 WHERE NOT EXISTS (SELECT 1 FROM assignment_line_items li
                   WHERE li.course_id = d.course_id AND li.assignment_id = d.assignment_id
-                    AND li.class_sourced_id = d.class_sourced_id);
+                    AND li.class_sourced_id = d.class_sourced_id)
+UNION ALL
+SELECT 'assignment', c.sis_course_id, a.assignment_id || ' ' || a.name,
+       'assignment marked Sync to SIS has no points possible (the SIS needs resultValueMax)'
+FROM export_assignments a JOIN export_courses c USING (course_id)
+WHERE a.published AND a.post_to_sis AND a.grading_type <> 'not_graded' AND a.points_possible IS NULL;
