@@ -74,7 +74,7 @@ def discover_term_keys(data_dir: DataDir, mapping: MappingSettings | None = None
     """The terms of the latest snapshot that classes live in, earliest start first.
 
     Which academicSession types are terms is `MAPPING_TERM_TYPES`; a class scheduled in several
-    terms lives in the earliest-starting one (see docs/transform.md).
+    terms lives in the closest term containing them all, else the earliest (see docs/transform.md).
     """
     mapping = mapping or MappingSettings.from_env()
     with mapping.open_roster_db(data_dir) as conn:

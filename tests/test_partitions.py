@@ -60,8 +60,8 @@ def test_partitions_definition_is_dynamic_school_term():
 def test_discovery_finds_terms_classes_live_in(data_dir):
     write_snapshot(data_dir, **small_district())
     terms = discover_term_keys(data_dir, MappingSettings())
-    # sy-2026 has no class of its own; the Q1 class rolls up to fall; the two-term class lives in fall.
-    assert [(t.key, t.classes) for t in terms] == [("fall-2026", 4), ("spring-2027", 1)]
+    # The Q1 class rolls up to fall; the class listed in both semesters lives in the school year.
+    assert [(t.key, t.classes) for t in terms] == [("fall-2026", 3), ("sy-2026", 1), ("spring-2027", 1)]
     fall = terms[0]
     assert (fall.sourced_id, fall.title, fall.type, str(fall.start_date), fall.deleted) == (
         "fall-2026", "Fall 2026", "semester", "2026-08-20", False)
@@ -87,9 +87,9 @@ def test_new_terms_are_added_once_and_old_ones_stay(data_dir, instance):
     write_snapshot(data_dir, **small_district())
     terms = discover_term_keys(data_dir, MappingSettings())
     instance.add_dynamic_partitions(SCHOOL_TERM, ["spring-2026"])  # an ended term from an earlier night
-    assert add_new_terms(instance, terms) == ["fall-2026", "spring-2027"]
+    assert add_new_terms(instance, terms) == ["fall-2026", "sy-2026", "spring-2027"]
     assert add_new_terms(instance, terms) == []
-    assert sorted(instance.get_dynamic_partitions(SCHOOL_TERM)) == ["fall-2026", "spring-2026", "spring-2027"]
+    assert sorted(instance.get_dynamic_partitions(SCHOOL_TERM)) == ["fall-2026", "spring-2026", "spring-2027", "sy-2026"]
 
 
 def test_discovery_reads_the_latest_snapshot(data_dir):
@@ -98,4 +98,4 @@ def test_discovery_reads_the_latest_snapshot(data_dir):
     newer["academicSessions"].append(session("winter-2027", "Winter", "term", "2027-01-02", "2027-02-01"))
     newer["classes"].append(klass("cls-w", "Winter club", ["winter-2027"]))
     write_snapshot(data_dir, "2026-09-15", **newer)
-    assert [t.key for t in discover_term_keys(data_dir, MappingSettings())] == ["fall-2026", "winter-2027", "spring-2027"]
+    assert [t.key for t in discover_term_keys(data_dir, MappingSettings())] == ["fall-2026", "sy-2026", "winter-2027", "spring-2027"]

@@ -69,11 +69,10 @@ def test_default_mapping_of_the_small_district(data_dir):
     assert rows(out, "fall-2026/courses", "course_id", "short_name", "account_id", "term_id", "status") == [
         ("cls-alg-1", "ALG1-1", "sch-1", "fall-2026", "active"),
         ("cls-alg-2", "ALG1-2", "sch-1", "fall-2026", "active"),
-        ("cls-hist", 'History "World",\nyear-long', "sch-2", "fall-2026", "active"),
-        ("cls-q1", "=Quarter club", "sch-2", "fall-2026", "active"),
+        ("cls-q1", "=Quarter club", "sch-2", "fall-2026", "active"),  # scheduled in a grading period of fall
     ]
     assert rows(out, "fall-2026/sections", "section_id", "course_id") == [
-        ("cls-alg-1", "cls-alg-1"), ("cls-alg-2", "cls-alg-2"), ("cls-hist", "cls-hist"), ("cls-q1", "cls-q1"),
+        ("cls-alg-1", "cls-alg-1"), ("cls-alg-2", "cls-alg-2"), ("cls-q1", "cls-q1"),
     ]
     assert rows(out, "fall-2026/enrollments", "section_id", "user_id", "role", "status") == [
         ("cls-alg-1", "u-aide", "ta", "active"),
@@ -81,11 +80,16 @@ def test_default_mapping_of_the_small_district(data_dir):
         ("cls-alg-1", "u-s2", "student", "active"),
         ("cls-alg-1", "u-t1", "teacher", "active"),
         ("cls-alg-2", "u-s2", "student", "active"),  # dropped then re-enrolled: one active row
-        ("cls-hist", "u-s3", "student", "active"),  # disabled user: suspended, enrollment kept
-        ("cls-hist", "u-s4", "student", "deleted"),  # deleted user: enrollment deleted too
-        ("cls-hist", "u-t2", "teacher", "active"),
-        ("cls-q1", "u-s1", "student", "active"),  # scheduled in a grading period of fall
+        ("cls-q1", "u-s1", "student", "active"),
     ]  # administrator skipped; u-ghost (not in the snapshot) left out
+    assert rows(out, "sy-2026/courses", "course_id", "short_name", "term_id") == [
+        ("cls-hist", 'History "World",\nyear-long', "sy-2026"),  # listed in both semesters
+    ]
+    assert rows(out, "sy-2026/enrollments", "user_id", "role", "status") == [
+        ("u-s3", "student", "active"),  # disabled user: suspended, enrollment kept
+        ("u-s4", "student", "deleted"),  # deleted user: enrollment deleted too
+        ("u-t2", "teacher", "active"),
+    ]
     assert rows(out, "spring-2027/courses", "course_id", "status") == [("cls-sp", "deleted")]
     assert rows(out, "spring-2027/enrollments", "user_id", "status") == [("u-s1", "deleted")]
     assert violations(data_dir) == []
@@ -103,10 +107,18 @@ def test_hostile_values_reach_canvas_exactly(data_dir):
     assert raw.startswith(b"account_id,parent_account_id,name,status\n")  # UTF-8, no BOM, header first
 
 
-def test_a_class_in_two_terms_lives_in_the_one_it_starts_in(data_dir):
+def test_a_class_in_two_terms_lives_in_the_term_containing_both(data_dir):
     out = build(data_dir)
+    where = {key.split("/")[0] for key, rows_ in out.items() if key.endswith("/courses")
+             for r in rows_ if r["course_id"] == "cls-hist"}
+    assert where == {"sy-2026"}
+
+
+def test_without_a_common_term_a_class_lives_in_the_one_it_starts_in(data_dir):
+    out = build(data_dir, MappingSettings(term_types=["semester"]))
     assert "cls-hist" in [r["course_id"] for r in out["fall-2026/courses"]]
     assert "cls-hist" not in [r["course_id"] for r in out["spring-2027/courses"]]
+    assert violations(data_dir, MappingSettings(term_types=["semester"])) == []
 
 
 def test_output_is_byte_identical_when_nothing_changed(data_dir, tmp_path):
@@ -117,7 +129,7 @@ def test_output_is_byte_identical_when_nothing_changed(data_dir, tmp_path):
         rows_.reverse()  # the provider may page in another order
     build(data_dir, snapshot=snapshot)
     second = {p.relative_to(data_dir.path): p.read_bytes() for p in (data_dir.path / "canvas").rglob("*.csv")}
-    assert first == second and len(first) == 10
+    assert first == second and len(first) == 13
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -130,9 +142,9 @@ def test_per_course_term_mode_makes_one_course_per_course_and_term(data_dir):
     assert rows(out, "fall-2026/sections", "section_id", "course_id", "name") == [
         ("cls-alg-1", "crs-1::fall-2026", "Algebra I - P1"),
         ("cls-alg-2", "crs-1::fall-2026", "Algebra I - P2"),
-        ("cls-hist", "crs-2::fall-2026", 'History "World",\nyear-long'),
         ("cls-q1", "crs-2::fall-2026", "=Quarter club"),
     ]
+    assert rows(out, "sy-2026/sections", "section_id", "course_id") == [("cls-hist", "crs-2::sy-2026")]
     assert ("crs-1::fall-2026", "cls-alg-1", "u-s1") in rows(out, "fall-2026/enrollments", "course_id", "section_id", "user_id")
     # crs-2 in spring has only a deleted class: the course is deleted with it
     assert rows(out, "spring-2027/courses", "course_id", "status") == [("crs-2::spring-2027", "deleted")]
@@ -144,8 +156,8 @@ def test_per_course_term_mode_without_course_records_names_courses_after_a_class
     snapshot["courses"] = []
     out = build(data_dir, MappingSettings(course_mode="per_course_term"), snapshot)
     assert rows(out, "fall-2026/courses", "course_id", "short_name", "long_name") == [
-        ("crs-1::fall-2026", "ALG1-1", "Algebra I - P1"),
-        ("crs-2::fall-2026", 'History "World",\nyear-long', 'History "World",\nyear-long'),
+        ("crs-1::fall-2026", "ALG1-1", "Algebra I - P1"),  # the first class (by id) names the course
+        ("crs-2::fall-2026", "=Quarter club", "=Quarter club"),
     ]
 
 
@@ -188,7 +200,7 @@ def test_authentication_provider_and_published_courses(data_dir):
 def test_disabled_users_can_be_deleted_instead_of_suspended(data_dir):
     out = build(data_dir, MappingSettings(disabled_user_status="deleted"))
     assert dict(rows(out, "district/users", "user_id", "status"))["u-s3"] == "deleted"
-    assert ("u-s3", "deleted") in rows(out, "fall-2026/enrollments", "user_id", "status")
+    assert ("u-s3", "deleted") in rows(out, "sy-2026/enrollments", "user_id", "status")
     assert violations(data_dir) == []
 
 

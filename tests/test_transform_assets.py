@@ -57,8 +57,8 @@ def test_district_run_writes_files_with_metadata_and_registers_terms(data_dir, i
     assert lineage["login_id"] == [dg.TableColumnDep(asset_key=dg.AssetKey(["oneroster", "users"]), column_name="username")]
     assert users["path"].value == str(data_dir.canvas_dir(DISTRICT) / "users.csv")
     assert "•••" in users["preview"].value and "u-admin" in users["preview"].value
-    assert sorted(instance.get_dynamic_partitions(SCHOOL_TERM)) == ["fall-2026", "spring-2027"]
-    assert meta["canvas/terms_csv"]["school_term_partitions_added"].value == 2
+    assert sorted(instance.get_dynamic_partitions(SCHOOL_TERM)) == ["fall-2026", "spring-2027", "sy-2026"]
+    assert meta["canvas/terms_csv"]["school_term_partitions_added"].value == 3
     checks = result.get_asset_check_evaluations()
     assert len(checks) == 4 and all(c.passed for c in checks)
 
@@ -88,7 +88,7 @@ def test_term_run_touches_only_that_terms_files(data_dir, instance):
     assert sorted(p.name for p in after if p.parent == fall) == ["courses.csv", "enrollments.csv", "sections.csv"]
     assert {p: t for p, t in after.items() if p.parent != fall} == before
     meta = materializations(result)
-    assert meta["canvas/enrollments_csv"]["dagster/row_count"].value == 9
+    assert meta["canvas/enrollments_csv"]["dagster/row_count"].value == 6
     assert meta["canvas/enrollments_csv"]["enrollments_skipped"].value == 2
     assert meta["canvas/courses_csv"]["term_sourced_id"].value == "fall-2026"
     checks = result.get_asset_check_evaluations()

@@ -87,20 +87,46 @@ SELECT up.session_id, arg_min(up.ancestor_id, up.depth) AS term_id
 FROM up JOIN rb_session t ON t.session_id = up.ancestor_id AND t.is_term
 GROUP BY up.session_id;
 
+-- Term-type sessions and their term-type ancestors (a session is its own, at depth 0).
+CREATE TABLE rb_term_ancestor AS
+WITH RECURSIVE up(term_id, ancestor_id, depth, path) AS (
+    SELECT session_id, session_id, 0, [session_id] FROM rb_session WHERE is_term
+    UNION ALL
+    SELECT up.term_id, s.parent_id, up.depth + 1, list_append(up.path, s.parent_id)
+    FROM up JOIN rb_session s ON s.session_id = up.ancestor_id
+    WHERE s.parent_id IS NOT NULL AND NOT list_contains(up.path, s.parent_id)
+)
+SELECT up.term_id, up.ancestor_id, min(up.depth) AS depth
+FROM up JOIN rb_session a ON a.session_id = up.ancestor_id AND a.is_term
+GROUP BY up.term_id, up.ancestor_id;
+
 -- ---------------------------------------------------------------------------------------------
--- Classes. A class scheduled in several terms lives in the one it starts in (earliest start date,
--- then sourcedId): a Canvas course has exactly one term, and one term's data set must own it.
+-- Classes. A Canvas course has exactly one term, and one term's data set must own it. A class
+-- scheduled in several terms lives in the closest term that contains them all (a year-long class
+-- listed in both semesters lives in the school year, so Canvas does not end it with the first
+-- semester), or, when no such term exists, in the one it starts in (earliest start date, then id).
 CREATE TABLE rb_class_term AS
-SELECT
-    ct.class_id,
-    first(ct.term_id ORDER BY t.start_date NULLS LAST, ct.term_id) AS term_id
-FROM (
+WITH class_session AS (
     SELECT DISTINCT c.class_id, st.term_id
     FROM (SELECT sourcedId AS class_id, unnest(termSourcedIds) AS session_id FROM or_classes) c
     JOIN rb_session_term st USING (session_id)
-) ct
-JOIN rb_session t ON t.session_id = ct.term_id
-GROUP BY ct.class_id;
+), class_size AS (
+    SELECT class_id, count(*) AS terms FROM class_session GROUP BY class_id
+), covering AS (
+    SELECT cs.class_id, ta.ancestor_id AS term_id, max(ta.depth) AS depth, count(*) AS covered
+    FROM class_session cs JOIN rb_term_ancestor ta USING (term_id)
+    GROUP BY cs.class_id, ta.ancestor_id
+), closest AS (
+    SELECT cv.class_id, first(cv.term_id ORDER BY cv.depth, cv.term_id) AS term_id
+    FROM covering cv JOIN class_size z ON z.class_id = cv.class_id AND cv.covered = z.terms
+    GROUP BY cv.class_id
+), earliest AS (
+    SELECT cs.class_id, first(cs.term_id ORDER BY t.start_date NULLS LAST, cs.term_id) AS term_id
+    FROM class_session cs JOIN rb_session t ON t.session_id = cs.term_id
+    GROUP BY cs.class_id
+)
+SELECT e.class_id, coalesce(c.term_id, e.term_id) AS term_id
+FROM earliest e LEFT JOIN closest c USING (class_id);
 
 CREATE TABLE rb_class AS
 SELECT
