@@ -402,3 +402,19 @@ def test_polls_from_another_server_do_not_wait_for_an_import_being_applied(tmp_p
                 break
             time.sleep(0.05)
         assert observer.state.counts()["users"] == {"active": 40000}
+
+
+def test_sub_accounts_and_terms(client, server):
+    imported(client, {**ROSTER, "accounts.csv": ROSTER["accounts.csv"] + "A3,A2,Annex,active\nA4,A1,Closed,deleted\n"})
+    children = client.get("/api/v1/accounts/self/sub_accounts").json()
+    assert [a["sis_account_id"] for a in children] == ["A1"]
+    subtree = client.get("/api/v1/accounts/self/sub_accounts", params={"recursive": "true"}).json()
+    assert sorted(a["sis_account_id"] for a in subtree) == ["A1", "A2", "A3"]
+    assert next(a for a in subtree if a["sis_account_id"] == "A3")["parent_account_id"] == \
+        next(a for a in subtree if a["sis_account_id"] == "A2")["id"]
+    imported(client, {"terms.csv": "term_id,name,status\nT2,Spring,deleted\n"})
+    active = client.get("/api/v1/accounts/self/terms").json()["enrollment_terms"]
+    every = client.get("/api/v1/accounts/self/terms", params={"workflow_state[]": "all"}).json()["enrollment_terms"]
+    assert [t["sis_term_id"] for t in active] == [None, "T1"]  # the default term has no SIS id
+    assert [(t["sis_term_id"], t["workflow_state"]) for t in every] == [(None, "active"), ("T1", "active"),
+                                                                       ("T2", "deleted")]

@@ -119,20 +119,33 @@ class ReadApi:
 
     # --- accounts and terms --------------------------------------------------------------------------
     def get_account(self, req: ApiRequest, account: str) -> ApiResult:
-        row = self.db.query("SELECT a.*, p.id AS parent FROM accounts a LEFT JOIN accounts p ON p.id = a.parent_id "
-                            "WHERE a.id = ?", (self.account_id(account),))[0]
-        return ApiResult(200, {"id": row["id"], "name": row["name"], "parent_account_id": row["parent"],
-                               "root_account_id": None if row["id"] == ROOT_ACCOUNT_ID else ROOT_ACCOUNT_ID,
-                               "sis_account_id": row["sis_id"], "integration_id": row["integration_id"],
-                               "workflow_state": row["workflow_state"], "default_time_zone": "Etc/UTC"})
+        row = self.db.query("SELECT * FROM accounts WHERE id = ?", (self.account_id(account),))[0]
+        return ApiResult(200, _account_json(row))
+
+    def list_sub_accounts(self, req: ApiRequest, account: str) -> ApiResult:
+        """Active sub-accounts: children, or the whole subtree with `recursive=true`."""
+        account_id = self.account_id(account)
+        if req.param("recursive") == "true":
+            rows = self.db.query(
+                "WITH RECURSIVE subtree(id) AS (SELECT id FROM accounts WHERE parent_id = ? AND workflow_state != "
+                "'deleted' UNION SELECT a.id FROM accounts a JOIN subtree s ON a.parent_id = s.id WHERE "
+                "a.workflow_state != 'deleted') SELECT * FROM accounts WHERE id IN (SELECT id FROM subtree) ORDER BY id",
+                (account_id,))
+        else:
+            rows = self.db.query("SELECT * FROM accounts WHERE parent_id = ? AND workflow_state != 'deleted' "
+                                 "ORDER BY id", (account_id,))
+        return ApiResult(200, [_account_json(r) for r in rows], paginate=True)
 
     def list_terms(self, req: ApiRequest, account: str) -> ApiResult:
+        """`{"enrollment_terms": [...]}`; `workflow_state[]` is active (default), deleted or all."""
         self.account_id(account)
-        rows = self.db.query("SELECT * FROM terms WHERE workflow_state != 'deleted' ORDER BY id")
+        states = req.params("workflow_state") or ["active"]
+        where = "" if "all" in states else f"WHERE workflow_state IN ({','.join('?' * len(states))})"
+        rows = self.db.query(f"SELECT * FROM terms {where} ORDER BY id", [] if "all" in states else states)
         return ApiResult(200, {"enrollment_terms": [
             {"id": r["id"], "name": r["name"], "sis_term_id": r["sis_id"], "start_at": r["start_at"],
              "end_at": r["end_at"], "workflow_state": r["workflow_state"], "sis_import_id": r["sis_import_id"],
-             "integration_id": r["integration_id"]} for r in rows]})
+             "integration_id": r["integration_id"]} for r in rows]}, paginate=True)
 
     # --- courses and sections ------------------------------------------------------------------------
     def list_account_courses(self, req: ApiRequest, account: str) -> ApiResult:
@@ -408,6 +421,14 @@ def _enrollment_states(requested: list[str]) -> list[str]:
     return states or ["active", "invited", "creation_pending"]
 
 
+def _account_json(row: dict) -> dict:
+    return {"id": row["id"], "name": row["name"], "parent_account_id": row["parent_id"],
+            "root_account_id": None if row["id"] == ROOT_ACCOUNT_ID else ROOT_ACCOUNT_ID,
+            "sis_account_id": row["sis_id"], "integration_id": row["integration_id"],
+            "sis_import_id": row["sis_import_id"], "workflow_state": row["workflow_state"],
+            "default_time_zone": "Etc/UTC"}
+
+
 def _group_json(g: dict) -> dict:
     return {"id": g["id"], "name": g["name"], "position": g["position"], "group_weight": g["group_weight"],
             "sis_source_id": g["sis_source_id"], "integration_data": {}}
@@ -442,6 +463,7 @@ def read_routes(api: ReadApi) -> list[Route]:
     segment = r"([^/]+)"
     return [
         ("GET", re.compile(rf"/api/v1/accounts/{segment}"), api.get_account),
+        ("GET", re.compile(rf"/api/v1/accounts/{segment}/sub_accounts"), api.list_sub_accounts),
         ("GET", re.compile(rf"/api/v1/accounts/{segment}/terms"), api.list_terms),
         ("GET", re.compile(rf"/api/v1/accounts/{segment}/courses"), api.list_account_courses),
         ("GET", re.compile(rf"/api/v1/courses/{segment}"), api.get_course),
