@@ -1,14 +1,22 @@
 """Grade passback end to end over real HTTP: the nightly sync provisions the demo Canvas from the demo
 OneRoster provider, grades are seeded in Canvas, the grade-change sensor ticks, and the
-gradebook_passback job writes to the demo provider, which then holds exactly what Canvas shows."""
+gradebook_passback job writes to the demo provider, which then holds exactly what Canvas shows, even
+after a first run whose process was killed half-way."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -52,6 +60,25 @@ class Stack:
                                        instance=self.instance) for r in result.run_requests]
         assert runs and all(r.success for r in runs)
         return runs
+
+    def run_killed(self, request: dg.RunRequest, *, after_results: int) -> int:
+        """Run the passback job in another process and SIGKILL it once the SIS holds `after_results`
+        results; returns how many it holds then."""
+        argv = json.dumps({
+            "data_dir": self.data_dir.root, "roster": [self.roster.base_url, self.roster.token_url],
+            "canvas": self.canvas.base_url, "term": request.partition_key, "run_config": request.run_config,
+        })
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        process = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, argv], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while len(self.provider("results")) < after_results:
+            assert process.poll() is None, "the passback run ended before it could be killed"
+            assert time.monotonic() < deadline, "the passback run wrote too slowly"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return len(self.provider("results"))
 
     def provider(self, entity: str) -> dict[str, dict]:
         return {r["sourcedId"]: r for r in self.roster.store.iter_all(Selection(entity))}
@@ -100,6 +127,32 @@ class Stack:
             return conn.execute("SELECT kind, sourced_id FROM items WHERE accepted_at > ? ORDER BY kind", (since,)).fetchall()
 
 
+KILLABLE_RUN = """
+import json, sys
+import dagster as dg
+from assets import passback
+from pipeline.datadir import DataDir
+from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from pipeline.passback.config import PassbackSettings
+from pipeline.resources.canvas import CanvasClient
+from pipeline.resources.oneroster import OneRosterClient
+args = json.loads(sys.argv[1])
+resources = {
+    "data_dir": DataDir(root=args["data_dir"]),
+    "oneroster": OneRosterClient(base_url=args["roster"][0], token_url=args["roster"][1],
+                                 client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET),
+    "canvas": CanvasClient(base_url=args["canvas"], access_token=DEMO_CANVAS_TOKEN),
+    "passback": PassbackSettings(),
+}
+defs = dg.Definitions.merge(passback.defs, dg.Definitions(resources=resources))
+with dg.instance_for_test() as instance:
+    instance.add_dynamic_partitions("school_term", [args["term"]])
+    defs.resolve_job_def("gradebook_passback").execute_in_process(
+        run_config=args["run_config"], partition_key=args["term"], instance=instance)
+"""
+
+
 @contextlib.contextmanager
 def stack(tmp_path, **passback_settings) -> Iterator[Stack]:
     data_dir = DataDir(root=str(tmp_path / "data"))
@@ -130,11 +183,24 @@ def now_iso() -> str:
 
 def test_seeded_grades_reach_the_sis_then_only_changes_and_rejections_are_retried(tmp_path):
     with stack(tmp_path) as s:
-        first = s.tick(None)
+        start = s.tick(None)
+        assert start.run_requests and not start.skip_reason
+
+        # The first passback run's process dies half-way through its writes.
+        s.roster.latency_seconds = 0.03  # slow enough to be caught mid-write
+        killed = s.run_killed(start.run_requests[0], after_results=100)
+        s.roster.latency_seconds = 0
+        assert 100 <= killed < len(s.canvas_expected())
+
+        # Nothing is lost: the ledger never marked the courses synced, so the next tick requests them again.
+        first = s.tick(start.cursor)
         assert first.run_requests and not first.skip_reason
         s.run(first)
 
         expected = s.canvas_expected()
+        results = s.provider("results").values()
+        pairs = [(ref_id(r, "lineItem"), ref_id(r, "student")) for r in results]
+        assert len(pairs) == len(set(pairs))  # no duplicate result for any (lineItem, student)
         held = s.provider_results()
         assignments = {k: v for k, v in held.items() if k[1] is not None}
         assert assignments == expected  # exactly: every posted grade, nothing else
