@@ -79,6 +79,7 @@ def test_default_mapping_of_the_small_district(data_dir):
         ("cls-alg-1", "u-s1", "student", "active"),
         ("cls-alg-1", "u-s2", "student", "active"),
         ("cls-alg-1", "u-t1", "teacher", "active"),
+        ("cls-alg-2", "u-aide", "ta", "active"),  # a 1.1 aide: user role aide, enrollment role teacher
         ("cls-alg-2", "u-s2", "student", "active"),  # dropped then re-enrolled: one active row
         ("cls-q1", "u-s1", "student", "active"),
     ]  # administrator skipped; u-ghost (not in the snapshot) left out

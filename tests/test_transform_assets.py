@@ -88,7 +88,7 @@ def test_term_run_touches_only_that_terms_files(data_dir, instance):
     assert sorted(p.name for p in after if p.parent == fall) == ["courses.csv", "enrollments.csv", "sections.csv"]
     assert {p: t for p, t in after.items() if p.parent != fall} == before
     meta = materializations(result)
-    assert meta["canvas/enrollments_csv"]["dagster/row_count"].value == 6
+    assert meta["canvas/enrollments_csv"]["dagster/row_count"].value == 7
     assert meta["canvas/enrollments_csv"]["enrollments_skipped"].value == 2
     assert meta["canvas/courses_csv"]["term_sourced_id"].value == "fall-2026"
     checks = result.get_asset_check_evaluations()

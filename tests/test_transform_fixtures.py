@@ -118,5 +118,6 @@ def small_district() -> dict[str, list[dict]]:
             enrollment("e11", "u-s2", "cls-alg-2", "student"),  # re-enrolled: the duplicate stays active
             enrollment("e12", "u-s1", "cls-sp", "student"),
             enrollment("e13", "u-ghost", "cls-alg-2", "student"),  # user rejected by the extract
+            enrollment("e14", "u-aide", "cls-alg-2", "teacher"),  # OneRoster 1.1: an aide enrolls as teacher
         ],
     }

@@ -232,18 +232,30 @@ WHERE getvariable('observers') AND link.observer_id <> link.student_id;
 -- ---------------------------------------------------------------------------------------------
 -- Enrollments. A OneRoster role missing from MAPPING_ROLES is skipped, and so is an enrollment whose
 -- user is not in users.csv (Canvas would reject it). An enrollment is deleted when it, its user or
--- its section is: Canvas refuses active enrollments of deleted users.
+-- its section is: Canvas refuses active enrollments of deleted users. OneRoster 1.1 has no "aide"
+-- enrollment role: an aide is a user with role aide enrolled as a teacher, so that counts as aide.
 CREATE VIEW rb_enrollment AS
 SELECT
-    s.course_id,
-    s.section_id,
-    e.userSourcedId AS user_id,
-    lower(rb_text(e.role)) AS oneroster_role,
+    e.course_id,
+    e.section_id,
+    e.user_id,
+    e.oneroster_role,
     rm.canvas_role AS role,
-    s.term_id,
-    rb_deleted(e.status) OR s.deleted OR coalesce(u.status = 'deleted', false) AS deleted,
-    u.user_id IS NOT NULL AS user_known
-FROM or_enrollments e
-JOIN rb_canvas_section s ON s.section_id = e.classSourcedId
-LEFT JOIN rb_role_map rm ON rm.oneroster_role = lower(rb_text(e.role))
-LEFT JOIN rb_canvas_user u ON u.user_id = e.userSourcedId;
+    e.term_id,
+    e.deleted,
+    e.user_known
+FROM (
+    SELECT
+        s.course_id,
+        s.section_id,
+        e.userSourcedId AS user_id,
+        CASE WHEN u.role = 'aide' AND lower(rb_text(e.role)) = 'teacher' THEN 'aide'
+             ELSE lower(rb_text(e.role)) END AS oneroster_role,
+        s.term_id,
+        rb_deleted(e.status) OR s.deleted OR coalesce(u.status = 'deleted', false) AS deleted,
+        u.user_id IS NOT NULL AS user_known
+    FROM or_enrollments e
+    JOIN rb_canvas_section s ON s.section_id = e.classSourcedId
+    LEFT JOIN rb_canvas_user u ON u.user_id = e.userSourcedId
+) e
+LEFT JOIN rb_role_map rm ON rm.oneroster_role = e.oneroster_role;
