@@ -103,7 +103,7 @@ def _table(rows: list[dict], columns: list[str]) -> dg.TableMetadataValue:
     "overrides, posted submissions, course scores) as Parquet under gradebook/term=<key>/runs/<run>/export/.",
 )
 def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConfig, canvas: CanvasClient,
-                  data_dir: DataDir) -> dg.MaterializeResult:
+                  data_dir: DataDir, passback: PassbackSettings) -> dg.MaterializeResult:
     term = context.partition_key
     courses = sorted(set(config.courses)) or provisioned_courses(data_dir, term)
     runs = data_dir.gradebook_dir(term) / "runs"
@@ -111,7 +111,7 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
     export_dir = run_dir(data_dir, term, context.run.run_id) / "export"
     started = time.monotonic()
     with canvas.open() as session:
-        counts, problems = gather(session, courses, export_dir)
+        counts, problems = gather(session, courses, export_dir, comments=passback.send_comments)
         requests = session.stats.requests
     for problem in problems:
         context.log.warning(problem)

@@ -74,6 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PASSBACK_FALLBACK_CATEGORY", "", "match mode: sourcedId of the SIS category used when no title matches; empty = such items are reported, not sent."),
     Setting("PASSBACK_MISSING", "not_submitted", "Ungraded submissions Canvas marks missing: not_submitted (scoreStatus 'not submitted', score 0) or skip."),
     Setting("PASSBACK_UNDATED_ITEMS", "last_grading_period", "Assignments without a due date: last_grading_period (due at its end) or skip."),
+    Setting("PASSBACK_SEND_COMMENTS", "false", "true sends the teacher's latest Canvas submission comment as the result's comment (posted grades only)."),
     Setting("PASSBACK_TIMEZONE", "UTC", "District time zone (IANA): decides the calendar day of due dates and scoreDates."),
     Setting("PASSBACK_DELETE_LINE_ITEMS", "false", "true deletes lineItems this pipeline created once their assignment is removed or unmarked for the SIS; false only reports them."),
     Setting("PASSBACK_SENSOR_COURSES_PER_TICK", "200", "Courses the grade-change sensor checks in Canvas per tick (one API call each): bounds each tick's cost."),

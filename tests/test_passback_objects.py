@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.export import assignment_kind, is_sendable
+from pipeline.passback.export import assignment_kind, is_sendable, teacher_comment
 from pipeline.passback.objects import bind_inputs, build_objects, connect
 from pipeline.passback.writer import LINE_ITEM, RESULT, Item, request_body
 from tests.passback_fixtures import standard_export, standard_snapshot, ts
@@ -179,3 +179,23 @@ def test_submission_filters():
     assert assignment_kind({"submission_types": ["online_quiz"]}) == "quiz"
     assert assignment_kind({"submission_types": ["discussion_topic"]}) == "discussion"
     assert assignment_kind({"submission_types": ["online_upload"]}) == "assignment"
+
+
+def test_teacher_comments_are_sent_only_when_enabled(tmp_path):
+    submissions = [
+        {"course_id": 10, "assignment_id": 501, "user_id": 1, "score": 9.0, "workflow_state": "graded",
+         "graded_at": ts("2026-09-11T10:00:00"), "posted_at": ts("2026-09-11T10:00:00"), "comment": "Great work"},
+    ]
+    conn = build(tmp_path, PassbackSettings(course_grades=False), submissions=submissions)
+    (payload,) = payloads(conn, "results").values()
+    assert payload["comment"] is None  # dropped from the PUT body by request_body
+    conn = build(tmp_path, PassbackSettings(course_grades=False, send_comments=True), submissions=submissions)
+    (payload,) = payloads(conn, "results").values()
+    assert payload["comment"] == "Great work"
+    comments = [
+        {"author_id": 1, "comment": "student's own note", "created_at": "2026-09-12T00:00:00Z"},
+        {"author_id": 7, "comment": " Redo question 3 ", "created_at": "2026-09-11T00:00:00Z"},
+        {"author_id": 7, "comment": "  ", "created_at": "2026-09-13T00:00:00Z"},
+    ]
+    assert teacher_comment({"user_id": 1, "submission_comments": comments}) == "Redo question 3"
+    assert teacher_comment({"user_id": 1, "submission_comments": comments[:1]}) is None

@@ -11,6 +11,7 @@ WITH graded AS (
            END AS score_status,
            s.score,
            passback_local_date(coalesce(s.graded_at, li.due_at, s.posted_at), p.tz) AS score_date,
+           CASE WHEN p.send_comments THEN s.comment END AS comment,
            p.ns_hex
     FROM assignment_line_items li
     JOIN class_students st ON st.course_id = li.course_id AND st.class_sourced_id = li.class_sourced_id
@@ -21,7 +22,7 @@ WITH graded AS (
 SELECT passback_uuid5(ns_hex, 'result:' || line_item_id || ':' || student_id) AS sourced_id,
        line_item_id, course_id, sis_course_id, class_sourced_id, student_id, score_status,
        CASE WHEN score_status IN ('fully graded', 'partially graded') THEN score ELSE 0.0 END AS score,
-       score_date
+       score_date, comment
 FROM graded
 WHERE score_status IS NOT NULL;
 
@@ -49,6 +50,7 @@ SELECT r.*,
            'student', passback_ref(r.student_id, 'user'),
            'scoreStatus', r.score_status,
            'score', r.score,
-           'scoreDate', strftime(r.score_date, '%Y-%m-%d')
+           'scoreDate', strftime(r.score_date, '%Y-%m-%d'),
+           'comment', r.comment
        ) AS payload
 FROM (SELECT * FROM assignment_results UNION ALL BY NAME SELECT * FROM course_grade_results) r;

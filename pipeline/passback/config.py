@@ -32,6 +32,9 @@ class PassbackSettings(dg.ConfigurableResource):
     undated_items: Literal["last_grading_period", "skip"] = Field(
         default="last_grading_period", description="Assignments without a due date: due at the end of the class's last grading period, or skipped."
     )
+    send_comments: bool = Field(
+        default=False, description="Send the teacher's latest Canvas submission comment as the result's comment."
+    )
     timezone: str = Field(default="UTC", description="The district's time zone: which calendar day a due date or grade falls on.")
     delete_line_items: bool = Field(
         default=False, description="Delete lineItems this pipeline created when their assignment leaves Canvas or 'Sync to SIS'."
@@ -77,6 +80,7 @@ def passback_settings_from_env() -> PassbackSettings:
         fallback_category=settings.get("PASSBACK_FALLBACK_CATEGORY"),
         missing=settings.get("PASSBACK_MISSING"),
         undated_items=settings.get("PASSBACK_UNDATED_ITEMS"),
+        send_comments=_bool("PASSBACK_SEND_COMMENTS"),
         timezone=settings.get("PASSBACK_TIMEZONE"),
         delete_line_items=_bool("PASSBACK_DELETE_LINE_ITEMS"),
         sensor_courses_per_tick=settings.get_int("PASSBACK_SENSOR_COURSES_PER_TICK", minimum=1),

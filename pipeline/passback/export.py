@@ -59,7 +59,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "submissions": pa.schema([
         ("course_id", pa.int64()), ("assignment_id", pa.int64()), ("user_id", pa.int64()), ("score", pa.float64()),
         ("excused", pa.bool_()), ("missing", pa.bool_()), ("late", pa.bool_()), ("workflow_state", pa.string()),
-        ("graded_at", TIMESTAMP), ("posted_at", TIMESTAMP),
+        ("graded_at", TIMESTAMP), ("posted_at", TIMESTAMP), ("comment", pa.string()),
     ]),
 }
 
@@ -114,6 +114,15 @@ def assignment_kind(assignment: dict) -> str:
     return "assignment"
 
 
+def teacher_comment(submission: dict) -> str | None:
+    """The latest submission comment not written by the student (Canvas include[]=submission_comments)."""
+    comments = [c for c in submission.get("submission_comments") or []
+                if c.get("author_id") != submission.get("user_id") and (c.get("comment") or "").strip()]
+    if not comments:
+        return None
+    return max(comments, key=lambda c: c.get("created_at") or "")["comment"].strip()
+
+
 def is_sendable(submission: dict) -> bool:
     """Posted grades and excused marks, or an ungraded submission flagged missing (no hidden grade)."""
     graded = submission.get("score") is not None or bool(submission.get("excused"))
@@ -129,7 +138,7 @@ class CourseExport:
     error: str | None = None
 
 
-def gather_course(canvas, sis_course_id: str) -> CourseExport:
+def gather_course(canvas, sis_course_id: str, *, comments: bool = False) -> CourseExport:
     """Everything the transform needs from one Canvas course (identified by its SIS id)."""
     export = CourseExport(sis_course_id)
     gathered_at = dt.datetime.now(dt.timezone.utc)
@@ -179,7 +188,8 @@ def gather_course(canvas, sis_course_id: str) -> CourseExport:
             "sis_user_id": e.get("sis_user_id") or (e.get("user") or {}).get("sis_user_id"),
             "current_score": grades.get("current_score"), "final_score": grades.get("final_score"),
         })
-    for s in canvas.get_paginated(f"{base}/students/submissions", [("student_ids[]", "all")]):
+    submission_params = [("student_ids[]", "all")] + ([("include[]", "submission_comments")] if comments else [])
+    for s in canvas.get_paginated(f"{base}/students/submissions", submission_params):
         graded_at = parse_time(s.get("graded_at"))
         if graded_at and (course_row["graded_through"] is None or graded_at > course_row["graded_through"]):
             course_row["graded_through"] = graded_at
@@ -190,6 +200,7 @@ def gather_course(canvas, sis_course_id: str) -> CourseExport:
             "score": s.get("score"), "excused": bool(s.get("excused")), "missing": bool(s.get("missing")),
             "late": bool(s.get("late")), "workflow_state": s.get("workflow_state"),
             "graded_at": graded_at, "posted_at": parse_time(s.get("posted_at")),
+            "comment": teacher_comment(s) if comments else None,
         })
     return export
 
@@ -205,11 +216,13 @@ def _in_order(pool: ThreadPoolExecutor, fn, items: list, window: int) -> Iterato
         yield pending.popleft().result()
 
 
-def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, concurrency: int = 4) -> tuple[dict[str, int], list[str]]:
+def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, comments: bool = False,
+           concurrency: int = 4) -> tuple[dict[str, int], list[str]]:
     """Export the courses; returns rows per file and the courses that could not be gathered (reasons)."""
     problems: list[str] = []
     with export_writers(export_dir) as writers, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for export in _in_order(pool, lambda course: gather_course(canvas, course), sis_course_ids, concurrency * 2):
+        gather_one = lambda course: gather_course(canvas, course, comments=comments)  # noqa: E731
+        for export in _in_order(pool, gather_one, sis_course_ids, concurrency * 2):
             if export.error:
                 problems.append(export.error)
                 continue

@@ -85,12 +85,12 @@ def bind_inputs(
             ?::VARCHAR AS ns_hex, ?::VARCHAR AS tz, ?::VARCHAR AS course_score, ?::BOOLEAN AS course_grades,
             ?::VARCHAR AS course_grade_title, ?::VARCHAR AS course_grade_category, ?::VARCHAR AS category_mode,
             ?::VARCHAR AS fallback_category, ?::VARCHAR AS missing_policy, ?::VARCHAR AS undated_policy,
-            ?::DATE AS as_of
+            ?::DATE AS as_of, ?::BOOLEAN AS send_comments
         """,
         [
             settings.namespace_hex, settings.timezone, settings.course_score, settings.course_grades,
             settings.course_grade_title, settings.course_grade_category, settings.category_mode,
-            settings.fallback_category, settings.missing, settings.undated_items, as_of,
+            settings.fallback_category, settings.missing, settings.undated_items, as_of, settings.send_comments,
         ],
     )
 
