@@ -29,6 +29,10 @@ from pipeline.partitions import SCHOOL_TERM, add_new_terms, discover_term_keys
 from pipeline.schedules import NIGHT_TAG, active_terms, nightly_district_job, nightly_snapshot_job, term_sync_job
 
 
+# Step-level DEBUG events would bury the outcome on an operator's terminal; the UI keeps them all.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def _instance() -> dg.DagsterInstance:
     """DAGSTER_HOME's instance when set (runs appear in the UI), else a throwaway one."""
     home = os.environ.get("DAGSTER_HOME")
@@ -53,7 +57,8 @@ def _run(job_name: str, defs: dg.Definitions, instance: dg.DagsterInstance, *, t
     job = defs.resolve_job_def(job_name)
     label = job_name if partition_key is None else f"{job_name}[{partition_key}]"
     say(f"--> {label}")
-    result = job.execute_in_process(instance=instance, tags=tags, partition_key=partition_key, raise_on_error=False)
+    result = job.execute_in_process(instance=instance, tags=tags, partition_key=partition_key, raise_on_error=False,
+                                    run_config=QUIET_CONSOLE)
     if result.success:
         say(f"    ok (run {result.run_id})")
         return True

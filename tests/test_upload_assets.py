@@ -1,0 +1,114 @@
+"""The import and dry-run assets on hand-written CSVs against the demo Canvas: run config, tags, metadata."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from assets.upload import (
+    APPROVE_MASS_DELETE_TAG, DISTRICT_IMPORT, GUARD_CHECK, REMASTER_TAG, dry_run_district, sis_import_district,
+)
+from pipeline.canvas_data_set import DataSet
+from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
+from pipeline.resources.canvas import CanvasClient, CanvasUploadPolicy
+from pipeline.resources.mapping import MappingSettings
+from tests.test_upload_guards import USERS_HEADER, user_rows, write_district
+
+CONFIG_KEY = "canvas__sis_import_district"
+
+
+@pytest.fixture
+def canvas():
+    with DemoCanvasServer(polls_to_finish=1) as server:
+        yield server
+
+
+def upload(canvas, data_dir, instance, *, config: dict | None = None, tags: dict | None = None):
+    resources = {
+        "canvas": CanvasClient(base_url=canvas.base_url, access_token=DEMO_CANVAS_TOKEN, poll_interval_seconds=0.01),
+        "canvas_upload": CanvasUploadPolicy(diffing_prefix="sd42"),
+        "mapping": MappingSettings(),
+        "data_dir": data_dir,
+    }
+    run_config = {"ops": {CONFIG_KEY: {"config": config}}} if config else None
+    return dg.materialize([sis_import_district], resources=resources, instance=instance, run_config=run_config,
+                          tags=tags, raise_on_error=False)
+
+
+def metadata(result) -> dict:
+    event = result.asset_materializations_for_node(CONFIG_KEY)[0]
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_upload_records_import_metadata_and_skips_unchanged_files(canvas, data_dir, instance):
+    write_district(data_dir, user_rows(range(40)))
+    first = upload(canvas, data_dir, instance)
+    assert first.success
+    meta = metadata(first)
+    assert meta["uploaded"] is True and meta["canvas/workflow_state"] == "imported"
+    assert meta["counts/users"] == 40 and meta["statistics/Pseudonym/created"] == 40
+    assert meta["diffing_data_set_identifier"] == "sd42:district"
+    assert isinstance(meta["canvas/import_id"], int) and meta["dagster/row_count"] == 42
+    assert DataSet.for_name(data_dir, "district").last_import()["import_id"] == meta["canvas/import_id"]
+
+    second = upload(canvas, data_dir, instance)
+    assert second.success and metadata(second)["uploaded"] is False
+    assert len(canvas.state.imports()) == 1
+
+    remastered = upload(canvas, data_dir, instance, tags={REMASTER_TAG: "district"})
+    assert metadata(remastered)["remaster"] is True
+    result = json.loads(DataSet.for_name(data_dir, "district").result_path.read_text())
+    assert result["sis_import"]["diffing_remaster"] is True
+    assert len(canvas.state.imports()) == 2
+
+
+def test_guard_blocks_before_any_write_and_run_config_approves_once(canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(40)))
+    assert upload(canvas, data_dir, instance).success
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(20)))
+
+    blocked = upload(canvas, data_dir, instance)
+    assert not blocked.success
+    check = blocked.get_asset_check_evaluations()[0]
+    assert check.check_name == GUARD_CHECK and not check.passed
+    assert "users: 20 of 40 (50.0 %)" in check.description
+    assert f"{APPROVE_MASS_DELETE_TAG}=district" in check.description
+    assert len(canvas.state.imports()) == 1 and canvas.state.counts()["users"] == {"active": 40}
+
+    wrong_data_set = upload(canvas, data_dir, instance, tags={APPROVE_MASS_DELETE_TAG: "as-2027"})
+    assert not wrong_data_set.success and len(canvas.state.imports()) == 1
+
+    approved = upload(canvas, data_dir, instance, config={"approve_mass_delete": True})
+    assert approved.success
+    assert metadata(approved)["mass_delete_approved"] is True
+    assert canvas.state.counts()["users"] == {"active": 20, "deleted": 20}
+    # The approval was for that run: the new baseline makes the next night's guard pass again.
+    assert upload(canvas, data_dir, instance).success
+
+
+def test_failed_import_fails_with_canvas_message_and_keeps_the_baseline(canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(10)))
+    assert upload(canvas, data_dir, instance).success
+    baseline = data_set.last_import()
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(11)))
+    canvas.fail_next_import("Users could not be processed")
+    failed = upload(canvas, data_dir, instance)
+    assert not failed.success
+    failure = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.error
+    assert "ended failed_with_messages" in failure.message and "Users could not be processed" in failure.message
+    assert data_set.last_import() == baseline
+
+
+def test_dry_run_counts_and_masks_without_uploading(canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(40)))
+    assert upload(canvas, data_dir, instance).success
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(5, 42)))
+    result = dg.materialize([dry_run_district], resources={"canvas_upload": CanvasUploadPolicy(), "data_dir": data_dir},
+                            instance=instance)
+    meta = {k: v.value for k, v in result.asset_materializations_for_node("canvas__dry_run_district")[0].metadata.items()}
+    assert (meta["diff/created"], meta["diff/deleted"], meta["diff/changed"]) == (2, 5, 0)
+    assert meta["would_upload"] is True and meta["guard_would_block"] == "users"
+    assert "u0***00" in meta["masked_sample"] and "login0000" not in meta["masked_sample"]
+    assert len(canvas.state.imports()) == 1
