@@ -311,7 +311,7 @@ def test_two_servers_on_one_state_file_agree(tmp_path):
 def test_leaky_bucket_throttles_concurrent_requests():
     # Each running request reserves 50 of a 60 bucket: a second request arriving meanwhile is throttled.
     throttle = CanvasThrottle(capacity=60, up_front_cost=50, outflow_per_second=0.0, status=429)
-    with DemoCanvasServer(throttle=throttle, latency_ms=300) as srv:
+    with DemoCanvasServer(throttle=throttle, latency_ms=800) as srv:
         headers = {"Authorization": f"Bearer {DEMO_CANVAS_TOKEN}"}
         with ThreadPoolExecutor(2) as pool:
             statuses = sorted(pool.map(lambda _: httpx2.get(f"{srv.base_url}/api/v1/accounts/self",
