@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer, FaultPlan
 from pipeline.demo.source import Selection, ref_id
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
@@ -236,3 +236,18 @@ def test_match_mode_uses_the_sis_categories_when_it_refuses_category_writes(tmp_
         (line_item,) = stored(srv, "lineItems").values()
         assert line_item["category"]["sourcedId"] == "cat-homework"  # the group "Homework" matched by title
         assert len(stored(srv, "results")) == len(students)
+
+
+def test_a_sis_that_stays_overloaded_stops_the_run_without_recording_rejections(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        passback(tmp_path, srv)  # token and first writes fine
+        class_export(tmp_path / "export", CLASS, students, assignments=1, score=lambda a, s: 4.0)
+        srv.faults = FaultPlan(rate=1.0, statuses=(429,), retry_after_seconds=0)
+        with pytest.raises(OneRosterError, match="429"):
+            passback(tmp_path, srv, run="throttled")
+        with Ledger.for_term(tmp_path / "term") as ledger:
+            assert ledger.rejection_count() == 0  # nothing is blamed on the objects
+        srv.faults = None
+        assert passback(tmp_path, srv, run="later").totals()["sent"] == len(students)

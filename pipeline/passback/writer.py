@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pipeline.passback.ledger import Accepted, Ledger, Rejected
 from pipeline.resources.oneroster import OneRosterError
 
-# Statuses that mean "the whole client is not allowed", not "this object is wrong": never per-item.
-FATAL_STATUSES = frozenset({401, 403})
+# Statuses that are about the client or the SIS (credentials, permissions, still throttled after the
+# client's retries), not about one object: they stop the run instead of being recorded per item.
+FATAL_STATUSES = frozenset({401, 403, 429})
 RECORD_EVERY_ITEMS = 200
 RECORD_EVERY_SECONDS = 1.0
 
