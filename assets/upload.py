@@ -123,18 +123,22 @@ def _import_metadata(sis_import: dict[str, Any], messages: list[dict[str, Any]])
 
 
 def import_messages(sis_import: dict[str, Any], row_errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every warning and error of an import: the summary arrays and the per-row errors endpoint."""
-    messages = [
+    """Every warning and error of an import. The errors endpoint is complete (the SisImport object
+    lists only the first ones); its `failure` flag, or else the object's lists, tell errors from warnings."""
+    summary = [
         {"severity": severity, "file": entry[0] if len(entry) > 1 else "", "row": None, "message": entry[-1]}
         for severity, key in (("warning", "processing_warnings"), ("error", "processing_errors"))
         for entry in sis_import.get(key) or []
     ]
-    summarised = {(m["file"], m["message"]) for m in messages}
+    if not row_errors:
+        return summary
+    errors_in_summary = {(m["file"], m["message"]) for m in summary if m["severity"] == "error"}
+    messages = []
     for error in row_errors:
-        message = {"severity": "error" if error.get("failure") else "warning", "file": error.get("file") or "",
-                   "row": error.get("row"), "message": error.get("message") or ""}
-        if (message["file"], message["message"]) not in summarised or message["row"] is not None:
-            messages.append(message)
+        file, message = error.get("file") or "", error.get("message") or ""
+        failure = error["failure"] if "failure" in error else (file, message) in errors_in_summary
+        messages.append({"severity": "error" if failure else "warning", "file": file, "row": error.get("row"),
+                         "message": message})
     return messages
 
 

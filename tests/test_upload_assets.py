@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from assets.upload import (
-    APPROVE_MASS_DELETE_TAG, DISTRICT_IMPORT, GUARD_CHECK, REMASTER_TAG, dry_run_district, sis_import_district,
+    APPROVE_MASS_DELETE_TAG, GUARD_CHECK, REMASTER_TAG, dry_run_district, import_messages, sis_import_district,
 )
 from pipeline.canvas_data_set import DataSet
 from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
@@ -112,3 +112,24 @@ def test_dry_run_counts_and_masks_without_uploading(canvas, data_dir, instance):
     assert meta["would_upload"] is True and meta["guard_would_block"] == "users"
     assert "u0***00" in meta["masked_sample"] and "login0000" not in meta["masked_sample"]
     assert len(canvas.state.imports()) == 1
+
+
+def test_imported_with_messages_succeeds_with_every_message_in_metadata(canvas, data_dir, instance):
+    write_district(data_dir, user_rows(range(5)) + "u0099,,No,Login,,active\n")
+    result = upload(canvas, data_dir, instance)
+    assert result.success
+    meta = metadata(result)
+    assert meta["canvas/workflow_state"] == "imported_with_messages"
+    assert meta["canvas/error_count"] + meta["canvas/warning_count"] >= 1
+    assert "users.csv" in meta["canvas/messages"] and "| 7 | No login_id given for user u0099" in meta["canvas/messages"]
+    logged = [e.message for e in instance.all_logs(result.run_id) if "Canvas error" in e.message or "Canvas warning" in e.message]
+    assert any("users.csv row 7: No login_id given" in line for line in logged)
+
+
+def test_import_messages_prefer_the_complete_errors_endpoint():
+    sis_import = {"processing_errors": [["users.csv", "bad row"]], "processing_warnings": [["terms.csv", "odd date"]]}
+    assert [m["severity"] for m in import_messages(sis_import, [])] == ["warning", "error"]
+    rows = [{"file": "users.csv", "message": "bad row", "row": 3}, {"file": "terms.csv", "message": "odd date", "row": 2},
+            {"file": "users.csv", "message": "bad row", "row": 9, "failure": False}]
+    assert [(m["severity"], m["row"]) for m in import_messages(sis_import, rows)] == [("error", 3), ("warning", 2),
+                                                                                      ("warning", 9)]
