@@ -108,3 +108,15 @@ def test_ledger_states_are_read_while_a_run_holds_the_write_lock(tmp_path):
     assert states[("fall", "c1")].graded_through == dt.datetime(2026, 9, 20, 10, tzinfo=dt.timezone.utc)
     assert states[("fall", "c2")].graded_through is None
     assert NOW.year <= states[("fall", "c1")].synced_at.year and states[("fall", "c1")].rejections == 0
+
+
+def test_concurrent_checks_give_the_same_plan():
+    all_courses = courses(300)
+    states = synced(all_courses)
+    graded = {f"c{i:04d}" for i in range(0, 300, 7)}
+    sequential = plan_tick(Cursor(position=250), all_courses, states, Canvas(graded), budget=200, now=NOW,
+                           resync=24 * HOUR)
+    concurrent = plan_tick(Cursor(position=250), all_courses, states, Canvas(graded), budget=200, now=NOW,
+                           resync=24 * HOUR, concurrency=4)
+    assert concurrent == sequential and concurrent.cursor == Cursor(position=150, rotation=1)
+    assert concurrent.changed["fall"][:2] == ["c0252", "c0259"]  # in walk order, whatever finished first
