@@ -114,6 +114,7 @@ def generate(data_dir: DataDir, students: int) -> dict[str, int]:
     """Write the synthetic snapshot; returns rows per entity."""
     counts = {}
     with duckdb.connect(":memory:") as conn:
+        conn.execute("SET enable_progress_bar = false")
         for entity, query in _generators(students).items():
             schema = ENTITIES[entity].schema
             path = data_dir.entity_path(SNAPSHOT, entity)
