@@ -51,7 +51,7 @@ def _synthetic_export(export_dir: Path, snapshot_dir: Path, students: int, items
     export_dir.mkdir(parents=True, exist_ok=True)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     tables = {
-        "courses": f"SELECT c AS course_id, 'cls-' || c AS sis_course_id, 'Class ' || c AS name, TIMESTAMPTZ '2026-09-20 00:00:00+00' AS gathered_at FROM range({classes}) t(c)",
+        "courses": f"SELECT c AS course_id, 'cls-' || c AS sis_course_id, 'Class ' || c AS name, TIMESTAMPTZ '2026-09-20 00:00:00+00' AS gathered_at, TIMESTAMPTZ '2026-09-01 12:00:00+00' AS graded_through FROM range({classes}) t(c)",
         "sections": f"SELECT c AS course_id, c AS section_id, 'cls-' || c AS sis_section_id, 'Section' AS name FROM range({classes}) t(c)",
         "assignment_groups": f"SELECT c AS course_id, c AS group_id, 'Homework' AS name, 1 AS position FROM range({classes}) t(c)",
         "assignments": f"""SELECT c AS course_id, c * 1000 + a AS assignment_id, 'Assignment ' || a AS name, NULL::VARCHAR AS description,
@@ -67,7 +67,8 @@ def _synthetic_export(export_dir: Path, snapshot_dir: Path, students: int, items
             s AS user_id,
             CASE WHEN s = {changed_student if changed_student is not None else -1} AND a = 0 THEN 1.5 ELSE ((s * 7 + a) % 21) / 2.0 END AS score,
             false AS excused, false AS missing, false AS late, 'graded' AS workflow_state,
-            TIMESTAMPTZ '2026-09-01 12:00:00+00' AS graded_at, TIMESTAMPTZ '2026-09-01 12:00:00+00' AS posted_at
+            TIMESTAMPTZ '2026-09-01 12:00:00+00' AS graded_at, TIMESTAMPTZ '2026-09-01 12:00:00+00' AS posted_at,
+            NULL::VARCHAR AS comment
             FROM range({students}) t(s), range({items}) i(a)""",
     }
     for name, query in tables.items():
