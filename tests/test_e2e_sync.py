@@ -30,7 +30,7 @@ from pipeline.resources.mapping import MappingSettings
 from pipeline.resources.oneroster import OneRosterClient
 from pipeline.sync import SyncOutcome, run_sync
 
-STUDENTS = 120
+STUDENTS = 60
 NIGHT = dt.date(2026, 11, 26)  # inside the demo district's 2026-2027 school year
 
 
