@@ -251,3 +251,13 @@ def test_a_sis_that_stays_overloaded_stops_the_run_without_recording_rejections(
             assert ledger.rejection_count() == 0  # nothing is blamed on the objects
         srv.faults = None
         assert passback(tmp_path, srv, run="later").totals()["sent"] == len(students)
+
+
+def test_ledger_course_queries_cover_more_courses_than_one_query_binds(tmp_path):
+    courses = [f"course-{i}" for i in range(1_234)]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.record([Accepted(f"li-{c}", "lineItem", c, None, "h", 201) for c in courses],
+                      [Rejected(f"r-{c}", "result", c, f"li-{c}", "h", 422, "no") for c in courses])
+        assert ledger.accepted_line_items(courses).num_rows == 1_234
+        assert ledger.rejected_ids(courses[:700]).num_rows == 700
+        assert ledger.rejected_ids([]).num_rows == 0

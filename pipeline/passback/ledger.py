@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 LEDGER_FILE = "ledger.sqlite"
+COURSES_PER_QUERY = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -185,24 +186,30 @@ class Ledger:
         ids, hashes = zip(*rows) if rows else ((), ())
         return pa.table({"sourced_id": pa.array(ids, pa.string()), "accepted_hash": pa.array(hashes, pa.string())})
 
+    def _for_courses(self, query: str, sis_course_ids: list[str]) -> list[tuple]:
+        """Rows of `query` (ending in `sis_course_id IN ({})`) for these courses, in chunks that stay
+        under SQLite's limit on bound parameters."""
+        rows: list[tuple] = []
+        for start in range(0, len(sis_course_ids), COURSES_PER_QUERY):
+            chunk = sis_course_ids[start : start + COURSES_PER_QUERY]
+            rows += self._conn.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
     def accepted_line_items(self, sis_course_ids: list[str]) -> pa.Table:
         """Assignment lineItems this pipeline wrote for these courses (candidates for removal)."""
-        placeholders = ",".join("?" * len(sis_course_ids)) or "NULL"
-        rows = self._conn.execute(
-            f"SELECT sourced_id, sis_course_id FROM items WHERE kind = 'lineItem' AND accepted_hash IS NOT NULL"
-            f" AND sis_course_id IN ({placeholders})",
+        rows = self._for_courses(
+            "SELECT sourced_id, sis_course_id FROM items WHERE kind = 'lineItem' AND accepted_hash IS NOT NULL"
+            " AND sis_course_id IN ({})",
             sis_course_ids,
-        ).fetchall()
+        )
         ids, courses = zip(*rows) if rows else ((), ())
         return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string())})
 
     def rejected_ids(self, sis_course_ids: list[str]) -> pa.Table:
         """Objects of these courses with an outstanding rejection."""
-        placeholders = ",".join("?" * len(sis_course_ids)) or "NULL"
-        rows = self._conn.execute(
-            f"SELECT sourced_id FROM items WHERE rejected_at IS NOT NULL AND sis_course_id IN ({placeholders})",
-            sis_course_ids,
-        ).fetchall()
+        rows = self._for_courses(
+            "SELECT sourced_id FROM items WHERE rejected_at IS NOT NULL AND sis_course_id IN ({})", sis_course_ids
+        )
         return pa.table({"sourced_id": pa.array([r[0] for r in rows], pa.string())})
 
     def accepted_results_of(self, line_item_id: str) -> list[str]:
