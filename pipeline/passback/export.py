@@ -136,19 +136,30 @@ class CourseExport:
     sis_course_id: str
     rows: dict[str, list[dict]] = field(default_factory=lambda: {name: [] for name in SCHEMAS})
     error: str | None = None
+    failed: bool = False  # Canvas failed (not merely: the course is gone)
 
 
 def gather_course(canvas, sis_course_id: str, *, comments: bool = False) -> CourseExport:
-    """Everything the transform needs from one Canvas course (identified by its SIS id)."""
-    export = CourseExport(sis_course_id)
-    gathered_at = dt.datetime.now(dt.timezone.utc)
+    """Everything the transform needs from one Canvas course (identified by its SIS id).
+
+    A course Canvas fails on is reported and left out (it is not marked synced, so a later run takes it
+    again); the other courses go on.
+    """
     try:
-        course = canvas.get(f"/api/v1/courses/sis_course_id:{sis_course_id}")
+        return _read_course(canvas, sis_course_id, comments)
     except CanvasError as exc:
+        export = CourseExport(sis_course_id)
         if exc.status_code == 404:
             export.error = f"course {sis_course_id} is not in Canvas"
-            return export
-        raise
+        else:
+            export.error, export.failed = f"course {sis_course_id}: {exc}", True
+        return export
+
+
+def _read_course(canvas, sis_course_id: str, comments: bool) -> CourseExport:
+    export = CourseExport(sis_course_id)
+    gathered_at = dt.datetime.now(dt.timezone.utc)
+    course = canvas.get(f"/api/v1/courses/sis_course_id:{sis_course_id}")
     cid = int(course["id"])
     base = f"/api/v1/courses/{cid}"
     course_row = {"course_id": cid, "sis_course_id": sis_course_id, "name": course.get("name"),
@@ -220,15 +231,19 @@ def gather(canvas, sis_course_ids: list[str], export_dir: Path, *, comments: boo
            concurrency: int = 4) -> tuple[dict[str, int], list[str]]:
     """Export the courses; returns rows per file and the courses that could not be gathered (reasons)."""
     problems: list[str] = []
+    failures = 0
     with export_writers(export_dir) as writers, ThreadPoolExecutor(max_workers=concurrency) as pool:
         gather_one = lambda course: gather_course(canvas, course, comments=comments)  # noqa: E731
         for export in _in_order(pool, gather_one, sis_course_ids, concurrency * 2):
             if export.error:
                 problems.append(export.error)
+                failures += export.failed
                 continue
             for name, rows in export.rows.items():
                 writers[name].add(rows)
         counts = {name: w.count for name, w in writers.items()}
+        if sis_course_ids and failures == len(sis_course_ids):
+            raise CanvasError(None, "/api/v1/courses", f"Canvas failed on every requested course; first: {problems[0]}")
     return counts, problems
 
 
