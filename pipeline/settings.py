@@ -64,6 +64,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAPPING_ACCOUNT_ID_FROM", "sourcedId", "Canvas account_id of an org: sourcedId or identifier (falls back to sourcedId when blank)."),
     Setting("MAPPING_ACCOUNT_NAME_TEMPLATE", "{name}", "Canvas account name; placeholders {name}, {identifier}, {type}, {sourcedId}."),
     Setting("MAPPING_TERM_NAME_TEMPLATE", "{title}", "Canvas term name; placeholders {title}, {schoolYear}, {type}, {sourcedId}."),
+    Setting("MAPPING_TIME_ZONE", "UTC", "IANA time zone of the district: Canvas terms run from 00:00:00 on their first day to 23:59:59 on their last day there."),
     # Grade passback (Canvas gradebook -> OneRoster lineItems/results); see docs/passback.md
     Setting("PASSBACK_ID_NAMESPACE", "rosterbridge", "Namespace of the deterministic (UUIDv5) sourcedIds of categories, lineItems and results; never change it once grades were sent."),
     Setting("PASSBACK_COURSE_SCORE", "current", "Course grade sent: current (Canvas current score: graded work only) or final (ungraded work counts as 0)."),
