@@ -243,6 +243,16 @@ def test_term_names_and_types(data_dir):
     ]
 
 
+def test_term_dates_are_whole_days_in_the_districts_time_zone(data_dir):
+    mapping = MappingSettings(time_zone="America/New_York")
+    out = build(data_dir, mapping)
+    assert rows(out, "district/terms", "term_id", "start_date", "end_date")[:2] == [
+        ("fall-2026", "2026-08-20T00:00:00-04:00", "2027-01-15T23:59:59-05:00"),  # summer time, then winter time
+        ("spring-2027", "2027-01-16T00:00:00-05:00", "2027-06-10T23:59:59-04:00"),
+    ]
+    assert violations(data_dir, mapping) == []
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -254,6 +264,7 @@ def test_term_names_and_types(data_dir):
         ("MAPPING_OBSERVERS", "yes", "MAPPING_OBSERVERS must be true or false"),
         ("MAPPING_TERM_NAME_TEMPLATE", "{name}", "{name} is not a placeholder"),
         ("MAPPING_ENROLLMENT_DROP_STATUS", "concluded", "MAPPING_ENROLLMENT_DROP_STATUS must be one of"),
+        ("MAPPING_TIME_ZONE", "Eastern", "MAPPING_TIME_ZONE: 'Eastern' is not an IANA time zone"),
     ],
 )
 def test_bad_settings_name_the_variable(monkeypatch, variable, value, message):

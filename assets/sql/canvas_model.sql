@@ -13,10 +13,19 @@ CREATE MACRO rb_text(s) AS
          WHEN ord(s[1]) > 32 AND ord(s[-1]) > 32 THEN s
          ELSE nullif(trim(s, rb_whitespace()), '') END;
 CREATE MACRO rb_deleted(status) AS coalesce(lower(trim(status)) = 'tobedeleted', false);
--- Canvas reads timestamps as UTC: a term runs from the first second of its first day to the last
--- second of its last day.
-CREATE MACRO rb_start(d) AS strftime(d, '%Y-%m-%dT00:00:00Z');
-CREATE MACRO rb_end(d) AS strftime(d, '%Y-%m-%dT23:59:59Z');
+-- A term runs from the first second of its first day to the last second of its last day, in the
+-- district's time zone (the session's TimeZone, MAPPING_TIME_ZONE), written with its UTC offset
+-- because Canvas reads a timestamp without one as UTC.
+CREATE MACRO rb_offset_text(seconds) AS
+    CASE WHEN seconds = 0 THEN 'Z'
+         ELSE CASE WHEN seconds > 0 THEN '+' ELSE '-' END
+              || lpad((abs(seconds) // 3600)::VARCHAR, 2, '0') || ':'
+              || lpad((abs(seconds) % 3600 // 60)::VARCHAR, 2, '0') END;
+-- `local` is a wall-clock TIMESTAMP: cast to TIMESTAMPTZ it is read in the session's time zone.
+CREATE MACRO rb_local_time(local) AS
+    strftime(local, '%Y-%m-%dT%H:%M:%S') || rb_offset_text((epoch(local) - epoch(local::TIMESTAMPTZ))::BIGINT);
+CREATE MACRO rb_start(d) AS rb_local_time(d::TIMESTAMP);
+CREATE MACRO rb_end(d) AS rb_local_time(d::TIMESTAMP + INTERVAL 86399 SECOND);
 
 -- ---------------------------------------------------------------------------------------------
 -- Orgs -> accounts. A parent that is not in the snapshot (or the org itself) means "top level":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import string
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -108,6 +109,7 @@ class MappingSettings(dg.ConfigurableResource):
     account_id_from: str = "sourcedId"
     account_name_template: str = "{name}"
     term_name_template: str = "{title}"
+    time_zone: str = "UTC"
 
     @classmethod
     def from_env(cls) -> MappingSettings:
@@ -128,6 +130,7 @@ class MappingSettings(dg.ConfigurableResource):
             account_id_from=settings.get("MAPPING_ACCOUNT_ID_FROM").strip(),
             account_name_template=settings.get("MAPPING_ACCOUNT_NAME_TEMPLATE"),
             term_name_template=settings.get("MAPPING_TERM_NAME_TEMPLATE"),
+            time_zone=settings.get("MAPPING_TIME_ZONE").strip(),
         )
         mapping.check()
         return mapping
@@ -160,6 +163,10 @@ class MappingSettings(dg.ConfigurableResource):
                 )
         _template_parts(self.account_name_template, ACCOUNT_NAME_FIELDS, "MAPPING_ACCOUNT_NAME_TEMPLATE")
         _template_parts(self.term_name_template, TERM_NAME_FIELDS, "MAPPING_TERM_NAME_TEMPLATE")
+        try:
+            zoneinfo.ZoneInfo(self.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"MAPPING_TIME_ZONE: {self.time_zone!r} is not an IANA time zone (e.g. America/Chicago)") from None
 
     def describe(self) -> dict[str, str]:
         """The options as metadata: which mapping produced a file."""
@@ -171,6 +178,7 @@ class MappingSettings(dg.ConfigurableResource):
             "new_course_status": self.new_course_status,
             "disabled_user_status": self.disabled_user_status,
             "observers": str(self.observers).lower(),
+            "time_zone": self.time_zone,
         }
 
     # --- the DuckDB session ----------------------------------------------------------------------
@@ -193,6 +201,7 @@ class MappingSettings(dg.ConfigurableResource):
         return conn
 
     def _install(self, conn: duckdb.DuckDBPyConnection, term_id: str | None) -> None:
+        conn.execute(f"SET TimeZone = {sql_literal(self.time_zone)}")
         variables: Mapping[str, object] = {
             "course_mode": self.course_mode,
             "term_types": [t.lower() for t in self.term_types],
