@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
+import re
+import subprocess
+import sys
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
@@ -156,11 +160,9 @@ def test_truncated_users_feed_is_blocked_with_canvas_untouched_until_approved(tm
         first_sync(s)
         imports_before = len(s.imports())
         counts_before = s.canvas.state.counts()
-        # Half the students vanish from the feed, with their enrollments (a consistent but truncated feed,
-        # so the extract's reference checks pass and the upload guard is what stops it).
-        students = [e["user"]["sourcedId"] for e in s.roster.store.iter_all(Selection("enrollments"))
-                    if e["role"] == "student"]
-        vanished = set(sorted(set(students))[::2])
+        # Half the users Canvas gets vanish from the feed, with their enrollments (a consistent but truncated
+        # feed, so the extract's reference checks pass and the upload guard is what stops it).
+        vanished = {u["user_id"] for u in s.csv_rows("district", "users")[::2]}
         s.roster.store.drop_records("enrollments", [e["sourcedId"] for e in s.roster.store.iter_all(Selection("enrollments"))
                                                     if e["user"]["sourcedId"] in vanished])
         s.roster.store.drop_records("users", vanished)
@@ -231,3 +233,34 @@ def test_throttling_and_server_errors_from_canvas_are_survived(tmp_path):
         assert s.canvas.fault_counts["throttle"] >= 2 and s.canvas.fault_counts["server_error"] >= 1
         assert all(i["workflow_state"] == "imported" for i in s.imports())
         assert len(s.canvas.state.users()) == len(s.csv_rows("district", "users"))
+
+
+def test_sync_command_exit_codes_and_summary(tmp_path):
+    """`python -m pipeline.sync` configured only through the environment, as `make sync` runs it."""
+    with DemoOneRosterServer(students=STUDENTS) as roster, DemoCanvasServer(polls_to_finish=1) as canvas:
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {
+            "ROSTERBRIDGE_DATA_DIR": str(tmp_path / "data"),
+            "ONEROSTER_BASE_URL": roster.base_url, "ONEROSTER_TOKEN_URL": roster.token_url,
+            "ONEROSTER_CLIENT_ID": DEMO_CLIENT_ID, "ONEROSTER_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            "CANVAS_BASE_URL": canvas.base_url, "CANVAS_ACCESS_TOKEN": DEMO_CANVAS_TOKEN,
+        }
+
+        def sync(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "pipeline.sync", *args], env=env, capture_output=True,
+                                  text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+
+        first = sync()
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "Canvas now holds:" in first.stdout and "Sync finished" in first.stdout
+        assert re.search(rf"courses\s+{len(canvas.state.courses())}\s", first.stdout)
+        assert DEMO_CANVAS_TOKEN not in first.stdout + first.stderr
+
+        term = sorted(p.name.removeprefix("term=") for p in (tmp_path / "data" / "canvas").glob("term=*"))[0]
+        row = next(r for r in csv.DictReader((tmp_path / "data" / "canvas" / f"term={term}" / "enrollments.csv").open())
+                   if r["role"] == "student")
+        roster.store.drop_record("enrollments", next(e["sourcedId"] for e in roster.store.class_enrollments(row["section_id"])
+                                                     if e["user"]["sourcedId"] == row["user_id"]))
+        canvas.fail_next_import("Rejected by the demo Canvas")
+        failed = sync("--term", term)
+        assert failed.returncode == 1
+        assert "Rejected by the demo Canvas" in failed.stdout and f"Sync FAILED for 1 term(s): {term}" in failed.stderr
