@@ -20,23 +20,19 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets import extract, passback, transform, upload
-from pipeline import schedules
+from assets import passback
 from pipeline.datadir import DataDir
-from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
-from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer
+from pipeline.demo.canvas_server import DemoCanvasServer
+from pipeline.demo.oneroster_server import DemoOneRosterServer
 from pipeline.demo.source import Selection, ref_id
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
 from pipeline.passback.ledger import LEDGER_FILE
 from pipeline.passback_sensor import grade_change_sensor
-from pipeline.resources.canvas import CanvasClient, CanvasUploadPolicy
-from pipeline.resources.mapping import MappingSettings
-from pipeline.resources.oneroster import OneRosterClient
 from pipeline.sync import run_sync
+from tests.test_e2e_sync import NIGHT
+from tests.test_e2e_sync import stack as sync_stack
 
-STUDENTS = 60
-NIGHT = dt.date(2026, 11, 26)  # inside the demo district's 2026-2027 school year
 TERM = "as-2027-fall"
 
 
@@ -154,27 +150,17 @@ with dg.instance_for_test() as instance:
 
 
 @contextlib.contextmanager
-def stack(tmp_path, **passback_settings) -> Iterator[Stack]:
-    data_dir = DataDir(root=str(tmp_path / "data"))
-    with DemoOneRosterServer(students=STUDENTS) as roster, DemoCanvasServer(polls_to_finish=1) as canvas, \
-            dg.instance_for_test() as instance:
-        resources = {
-            "data_dir": data_dir,
-            "oneroster": OneRosterClient(base_url=roster.base_url, token_url=roster.token_url,
-                                         client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET),
-            "mapping": MappingSettings(),
-            "canvas": CanvasClient(base_url=canvas.base_url, access_token=DEMO_CANVAS_TOKEN,
-                                   poll_interval_seconds=0.01, poll_max_interval_seconds=0.05),
-            "canvas_upload": CanvasUploadPolicy(),
-            "passback": PassbackSettings(sensor_courses_per_tick=10_000, **passback_settings),
-        }
-        defs = dg.Definitions.merge(extract.defs, transform.defs, upload.defs, schedules.defs, passback.defs,
-                                    dg.Definitions(resources=resources))
+def stack(tmp_path) -> Iterator[Stack]:
+    """The nightly-sync test stack (demo provider, demo Canvas, Dagster instance), synced, with seeded
+    grades, plus the passback assets."""
+    with sync_stack(tmp_path) as base:
         # One term keeps the test short: the sensor only sees courses of imported terms.
-        outcome = run_sync(defs, instance, terms=[TERM], night=NIGHT, say=lambda _: None)
+        outcome = run_sync(base.defs, base.instance, terms=[TERM], night=NIGHT, say=lambda _: None)
         assert outcome.district_ok and outcome.terms == [TERM] and not outcome.failed_terms
-        canvas.seed_grades(seed=1)
-        yield Stack(roster, canvas, data_dir, defs, instance, resources)
+        base.canvas.seed_grades(seed=1)
+        resources = {**base.defs.resources, "passback": PassbackSettings(sensor_courses_per_tick=10_000)}
+        defs = dg.Definitions.merge(passback.defs, dg.Definitions(resources=resources))
+        yield Stack(base.roster, base.canvas, base.data_dir, defs, base.instance, resources)
 
 
 def now_iso() -> str:
