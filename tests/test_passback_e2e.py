@@ -15,15 +15,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from assets import passback
-from pipeline.datadir import DataDir
-from pipeline.demo.canvas_server import DemoCanvasServer
-from pipeline.demo.oneroster_server import DemoOneRosterServer
 from pipeline.demo.source import Selection, ref_id
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
@@ -31,19 +28,17 @@ from pipeline.passback.ledger import LEDGER_FILE
 from pipeline.passback_sensor import grade_change_sensor
 from pipeline.sync import run_sync
 from tests.test_e2e_sync import NIGHT
+from tests.test_e2e_sync import Stack as SyncStack
 from tests.test_e2e_sync import stack as sync_stack
 
 TERM = "as-2027-fall"
 
 
 @dataclass
-class Stack:
-    roster: DemoOneRosterServer
-    canvas: DemoCanvasServer
-    data_dir: DataDir
-    defs: dg.Definitions
-    instance: dg.DagsterInstance
-    resources: dict
+class Stack(SyncStack):
+    """The nightly-sync stack whose `defs` are the passback assets with the same resources + `passback`."""
+
+    resources: dict = field(default_factory=dict)
 
     def tick(self, cursor: str | None) -> dg.SensorResult:
         sensor_resources = {k: self.resources[k] for k in ("canvas", "data_dir", "passback")}
@@ -160,7 +155,7 @@ def stack(tmp_path) -> Iterator[Stack]:
         base.canvas.seed_grades(seed=1)
         resources = {**base.defs.resources, "passback": PassbackSettings(sensor_courses_per_tick=10_000)}
         defs = dg.Definitions.merge(passback.defs, dg.Definitions(resources=resources))
-        yield Stack(base.roster, base.canvas, base.data_dir, defs, base.instance, resources)
+        yield Stack(base.roster, base.canvas, base.data_dir, defs, base.instance, base.log, resources)
 
 
 def now_iso() -> str:
