@@ -283,6 +283,10 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> tupl
 def _handler_for(server: DemoCanvasServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in one buffered write with TCP_NODELAY: otherwise every small
+        # response waits ~40 ms for the client's delayed ACK (Nagle).
+        wbufsize = 1 << 16
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
