@@ -190,6 +190,13 @@ def _sourced_id(record: object) -> str | None:
 
 # --- Dagster definitions ---------------------------------------------------------------------------
 
+def snapshot_of_run(context: dg.AssetExecutionContext) -> str:
+    """The UTC date the run was created: every entity of one run lands in the same snapshot, even when
+    the run goes past midnight (references are checked within a snapshot)."""
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    return tonight(record.create_timestamp if record else None)
+
+
 def demographics_enabled() -> bool:
     value = settings.get("ONEROSTER_EXTRACT_DEMOGRAPHICS").strip().lower()
     if value not in ("true", "false"):
@@ -269,7 +276,7 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
                 allow_retries=False,
             )
         started = time.monotonic()
-        snapshot = tonight()
+        snapshot = snapshot_of_run(context)
         with oneroster.open() as session:
             pages = session.iter_pages(entity.path, envelope_keys=entity.envelope_keys)
             try:
