@@ -13,7 +13,7 @@ A record that breaks any rule is left out of the snapshot; the others flow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -125,7 +125,7 @@ class Problem:
     message: str
 
 
-def record_problems(entity: str, table: pa.Table, known: list[Problem] = ()) -> list[Problem]:
+def record_problems(entity: str, table: pa.Table, known: Sequence[Problem] = ()) -> list[Problem]:
     """Required-field and enum problems of a normalised page, plus the `known` normalisation ones.
 
     A field that already failed to normalise (e.g. a malformed date, now null) is not reported a
@@ -188,11 +188,11 @@ def snapshot_problems(
     `referenced` maps each entity named in REFERENCES[entity] to its file in the same snapshot.
     Problems are staged in a DuckDB temporary table, which spills to disk when large.
     """
-    checks = [_sql("extract_duplicates.sql")]
+    queries = [_sql("extract_duplicates.sql")]
     params: dict[str, str] = {"staging": str(staging)}
     for i, (column, target) in enumerate(REFERENCES[entity]):
         is_list = pa.types.is_list(schema.field(column).type)
-        checks.append(
+        queries.append(
             _sql("extract_missing_references.sql").format(
                 reference=f"unnest({_quoted(column)})" if is_list else _quoted(column),
                 field=f"CAST($field_{i} AS VARCHAR)",
@@ -201,7 +201,7 @@ def snapshot_problems(
             )
         )
         params |= {f"field_{i}": field_name(entity, column), f"target_{i}": target, f"target_path_{i}": str(referenced[target])}
-    conn.execute("CREATE OR REPLACE TEMP TABLE problems AS " + "\nUNION ALL\n".join(checks), params)
+    conn.execute("CREATE OR REPLACE TEMP TABLE problems AS " + "\nUNION ALL\n".join(queries), params)
 
     rows = conn.execute("SELECT DISTINCT row_number FROM problems ORDER BY row_number").fetchnumpy()["row_number"]
     counts = conn.execute("SELECT rule, field, count(*) FROM problems GROUP BY rule, field ORDER BY rule, field").fetchall()
