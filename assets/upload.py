@@ -6,7 +6,8 @@ data set's own diffing identifier, polls until Canvas finishes, and records the 
 assets compute the same comparison without uploading.
 """
 
-
+# No `from __future__ import annotations` here: Dagster resolves the run-config class from the asset
+# function's annotations at definition time.
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,7 +61,7 @@ def _diff_metadata(diff: DataSetDiff) -> dict[str, Any]:
 
 def _guard(context: dg.AssetExecutionContext, data_set: DataSet, diff: DataSetDiff, policy: CanvasUploadPolicy,
            approved: bool) -> dg.AssetCheckResult:
-    """The guard's verdict; raises (before any upload) when it blocks and no one approved."""
+    """The guard's verdict: failed with ERROR severity when it blocks, WARN when someone approved it."""
     threshold = policy.mass_delete_threshold_percent
     blocked = diff.mass_deletes(threshold)
     metadata: dict[str, Any] = {

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as dt
 import os
 import re
 import subprocess
 import sys
-import datetime as dt
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets import extract, transform, upload
 from pipeline import schedules
@@ -79,10 +77,6 @@ def stack(tmp_path, *, faults: CanvasFaultPlan | None = None) -> Iterator[Stack]
         defs = dg.Definitions.merge(extract.defs, transform.defs, upload.defs, schedules.defs,
                                     dg.Definitions(resources=resources))
         yield Stack(roster, canvas, data_dir, defs, instance, [])
-
-
-def by_state(rows: list[dict], key: str = "workflow_state") -> Counter:
-    return Counter(r[key] for r in rows)
 
 
 def first_sync(s: Stack) -> SyncOutcome:
