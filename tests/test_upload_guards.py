@@ -127,3 +127,29 @@ def test_diffing_identifiers_are_per_data_set_and_bounded(data_dir):
     assert DataSet.for_name(data_dir, TERM).diffing_identifier("sd42") == "sd42:term:2026-fall"
     with pytest.raises(ValueError, match="CANVAS_DIFFING_PREFIX"):
         DataSet.for_name(data_dir, TERM).diffing_identifier("x" * 120)
+
+
+@pytest.mark.bench
+def test_bench_guard_diff_of_a_million_enrollments(data_dir):
+    """Guard + dry-run comparison cost at district scale: `pytest tests/test_upload_guards.py -m bench -s`."""
+    import time
+
+    data_set = DataSet.for_name(data_dir, TERM)
+    data_set.directory.mkdir(parents=True)
+    data_set.csv_path("courses").write_text("course_id,short_name,long_name,term_id,status\n")
+    data_set.csv_path("sections").write_text("section_id,course_id,name,status\n")
+    header = "course_id,section_id,user_id,role,status\n"
+
+    def enrollments(drop_every: int) -> str:
+        return header + "".join(f"C{i // 25:06d},S{i // 25:06d},stu-{i:07d},student,active\n"
+                                for i in range(1_000_000) if drop_every == 0 or i % drop_every)
+
+    data_set.csv_path("enrollments").write_text(enrollments(0))
+    baseline(data_set)
+    data_set.csv_path("enrollments").write_text(enrollments(50))  # 2 % dropped
+    started = time.perf_counter()
+    diff = diff_data_set(data_set)
+    elapsed = time.perf_counter() - started
+    file = by_file(diff)["enrollments"]
+    assert (file.deleted, file.previously_live) == (20_000, 1_000_000)
+    print(f"\nguard diff of 1,000,000 enrollments (20,000 dropped): {elapsed:.2f} s")
