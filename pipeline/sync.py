@@ -24,7 +24,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.upload import APPROVE_MASS_DELETE_TAG, REMASTER_TAG
-from pipeline.canvas_summary import canvas_holdings, format_holdings
+from pipeline.canvas_summary import DEFAULT_COURSE_LIMIT, canvas_holdings, format_holdings
 from pipeline.partitions import SCHOOL_TERM, add_new_terms, discover_term_keys
 from pipeline.schedules import NIGHT_TAG, active_terms, nightly_district_job, nightly_snapshot_job, term_sync_job
 
@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="send diffing_remaster_data_set for this data set: district or a term key (repeatable)")
     parser.add_argument("--approve-mass-delete", action="append", default=[], metavar="DATA_SET",
                         help="upload this data set although the mass-delete guard blocks it (repeatable)")
+    parser.add_argument("--summary-course-limit", type=int, default=DEFAULT_COURSE_LIMIT, metavar="N",
+                        help="walk sections and enrollments of at most N courses for the final summary (0 = all)")
     args = parser.parse_args(argv)
 
     from pipeline.definitions import defs  # resources are built from the environment at import
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             print(str(exc), file=sys.stderr)
             return 2
     say("")
-    say(format_holdings(canvas_holdings(defs.resources["canvas"])))
+    say(format_holdings(canvas_holdings(defs.resources["canvas"], args.summary_course_limit)))
     if not outcome.district_ok:
         print("\nSync FAILED: the snapshot or district run failed (see above); no term was uploaded.", file=sys.stderr)
         return 1

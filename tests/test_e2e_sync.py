@@ -110,6 +110,9 @@ def test_first_sync_creates_everything_and_an_identical_sync_uploads_nothing(tmp
         assert sum(holdings.by_kind["courses"].values()) == len(state.courses())
         assert sum(holdings.by_kind["enrollments"].values()) == enrollments
         assert "Canvas now holds:" in format_holdings(holdings)
+        with s.defs.resources["canvas"].open() as session:
+            capped = read_holdings(session, course_limit=1)
+        assert "enrollments" not in capped.by_kind and "more than the 1 walked" in capped.unavailable["enrollments"]
 
         s.log.clear()
         assert s.sync().ok
