@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
@@ -129,3 +131,33 @@ def test_configuration_contract(monkeypatch):
     with pytest.raises(ValueError) as raised:
         validate_base_url("https://admin:hunter2@district.instructure.com")
     assert "hunter2" not in str(raised.value)
+
+
+def test_bearer_token_never_follows_a_link_to_another_host():
+    seen_tokens = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - stdlib hook name
+            seen_tokens.append(self.headers.get("Authorization"))
+            body = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Link", '<http://198.51.100.7/api/v1/accounts/self/terms?page=2>; rel="next"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        canvas = CanvasClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", access_token="t0ken")
+        with canvas.open() as session, pytest.raises(CanvasError, match="another host"):
+            list(session.get_paginated(session.account_path("terms")))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen_tokens == ["Bearer t0ken"]

@@ -163,6 +163,9 @@ class CanvasSession:
             next_link = response.links.get("next", {}).get("url")
             if not next_link:
                 return
+            if urlsplit(str(response.url.join(next_link))).netloc != urlsplit(self.base_url).netloc:
+                # The bearer token must only ever go to the configured Canvas.
+                raise CanvasError(response.status_code, _shown(path), "Link rel=next points at another host")
             response = self._request("GET", next_link)
 
     # --- SIS imports -----------------------------------------------------------------------------
