@@ -7,5 +7,4 @@ SELECT
     term_id,
     CASE WHEN deleted THEN 'deleted' ELSE getvariable('new_course_status') END AS status
 FROM rb_canvas_course
-WHERE term_id = getvariable('term_id')
 ORDER BY ALL

@@ -1,6 +1,8 @@
--- The OneRoster -> Canvas mapping shared by every Canvas CSV and by school_term discovery.
--- Reads the views or_orgs, or_academic_sessions, or_courses, or_classes, or_users, or_enrollments
--- (columns: pipeline/oneroster/schema.py), the table rb_role_map, the macros rb_account_name and
+-- The OneRoster -> Canvas mapping shared by every Canvas CSV and by school_term discovery: the
+-- district-wide part (accounts, terms, which term each class lives in, users). A term step adds
+-- canvas_term_model.sql (that term's courses, sections and enrollments).
+-- Reads the views or_orgs, or_academic_sessions, or_classes, or_users (columns:
+-- pipeline/oneroster/schema.py), the table rb_role_map, the macros rb_account_name and
 -- rb_term_name and the variables set by MappingSettings (pipeline/resources/mapping.py).
 
 -- Canvas strips every value (Ruby's strip: space, \t \n \v \f \r and NUL) and treats an empty one
@@ -116,14 +118,22 @@ GROUP BY up.term_id, up.ancestor_id;
 -- semester), or, when no such term exists, in the one it starts in (earliest start date, then id).
 CREATE TABLE rb_class_term AS
 WITH class_session AS (
-    SELECT DISTINCT c.class_id, st.term_id
+    SELECT c.class_id, st.term_id
     FROM (SELECT sourcedId AS class_id, unnest(termSourcedIds) AS session_id FROM or_classes) c
     JOIN rb_session_term st USING (session_id)
+), class_terms AS (
+    -- Nearly every class is scheduled in one term: only the others need the search below.
+    SELECT class_id, min(term_id) AS term_id, min(term_id) <> max(term_id) AS several
+    FROM class_session
+    GROUP BY class_id
+), multi_term AS (
+    SELECT DISTINCT cs.class_id, cs.term_id
+    FROM class_session cs SEMI JOIN class_terms z ON z.class_id = cs.class_id AND z.several
 ), class_size AS (
-    SELECT class_id, count(*) AS terms FROM class_session GROUP BY class_id
+    SELECT class_id, count(*) AS terms FROM multi_term GROUP BY class_id
 ), covering AS (
     SELECT cs.class_id, ta.ancestor_id AS term_id, max(ta.depth) AS depth, count(*) AS covered
-    FROM class_session cs JOIN rb_term_ancestor ta USING (term_id)
+    FROM multi_term cs JOIN rb_term_ancestor ta USING (term_id)
     GROUP BY cs.class_id, ta.ancestor_id
 ), closest AS (
     SELECT cv.class_id, first(cv.term_id ORDER BY cv.depth, cv.term_id) AS term_id
@@ -131,66 +141,17 @@ WITH class_session AS (
     GROUP BY cv.class_id
 ), earliest AS (
     SELECT cs.class_id, first(cs.term_id ORDER BY t.start_date NULLS LAST, cs.term_id) AS term_id
-    FROM class_session cs JOIN rb_session t ON t.session_id = cs.term_id
+    FROM multi_term cs JOIN rb_session t ON t.session_id = cs.term_id
     GROUP BY cs.class_id
 )
+SELECT class_id, term_id FROM class_terms WHERE NOT several
+UNION ALL
 SELECT e.class_id, coalesce(c.term_id, e.term_id) AS term_id
 FROM earliest e LEFT JOIN closest c USING (class_id);
 
-CREATE TABLE rb_class AS
-SELECT
-    c.sourcedId AS class_id,
-    rb_text(c.title) AS title,
-    rb_text(c.classCode) AS class_code,
-    rb_text(c.courseSourcedId) AS course_source_id,
-    ct.term_id,
-    coalesce(school.account_id, getvariable('root_account_id')) AS account_id,
-    rb_deleted(c.status) AS deleted,
-    CASE WHEN getvariable('course_mode') = 'per_class' THEN c.sourcedId
-         ELSE coalesce(rb_text(c.courseSourcedId), c.sourcedId) || '::' || ct.term_id END AS course_id
-FROM or_classes c
-LEFT JOIN rb_class_term ct ON ct.class_id = c.sourcedId
-LEFT JOIN rb_account school ON school.org_id = c.schoolSourcedId;
-
-CREATE VIEW rb_class_without_term AS SELECT class_id FROM rb_class WHERE term_id IS NULL;
-
--- ---------------------------------------------------------------------------------------------
--- Canvas courses and sections of every term (the per-term SQL filters on getvariable('term_id')).
-CREATE TABLE rb_canvas_course AS
-SELECT
-    c.course_id,
-    coalesce(c.class_code, c.title, c.class_id) AS short_name,
-    coalesce(c.title, c.class_code, c.class_id) AS long_name,
-    c.account_id,
-    c.term_id,
-    c.deleted
-FROM rb_class c
-WHERE getvariable('course_mode') = 'per_class' AND c.term_id IS NOT NULL
-UNION ALL
-SELECT
-    c.course_id,
-    coalesce(any_value(rb_text(co.courseCode)), any_value(rb_text(co.title)),
-             first(coalesce(c.class_code, c.title) ORDER BY c.class_id), any_value(c.course_source_id)),
-    coalesce(any_value(rb_text(co.title)), any_value(rb_text(co.courseCode)),
-             first(coalesce(c.title, c.class_code) ORDER BY c.class_id), any_value(c.course_source_id)),
-    coalesce(any_value(org.account_id), first(c.account_id ORDER BY c.class_id)),
-    any_value(c.term_id),
-    coalesce(bool_or(rb_deleted(co.status)), false) OR bool_and(c.deleted)
-FROM rb_class c
-LEFT JOIN or_courses co ON co.sourcedId = c.course_source_id
-LEFT JOIN rb_account org ON org.org_id = co.orgSourcedId
-WHERE getvariable('course_mode') = 'per_course_term' AND c.term_id IS NOT NULL
-GROUP BY c.course_id;
-
-CREATE TABLE rb_canvas_section AS
-SELECT
-    c.class_id AS section_id,
-    c.course_id,
-    coalesce(c.title, c.class_code, c.class_id) AS name,
-    c.term_id,
-    c.deleted OR course.deleted AS deleted
-FROM rb_class c
-JOIN rb_canvas_course course USING (course_id);
+-- Classes whose sessions are not (and roll up to no) MAPPING_TERM_TYPES session: in no term's files.
+CREATE VIEW rb_class_without_term AS
+SELECT c.sourcedId AS class_id FROM or_classes c ANTI JOIN rb_class_term ct ON ct.class_id = c.sourcedId;
 
 -- ---------------------------------------------------------------------------------------------
 -- Users. Guardians take part only when observers are enabled. A user without a login_id cannot be
@@ -237,34 +198,3 @@ FROM link
 JOIN guardian g ON g.user_id = link.observer_id
 JOIN student s ON s.user_id = link.student_id
 WHERE getvariable('observers') AND link.observer_id <> link.student_id;
-
--- ---------------------------------------------------------------------------------------------
--- Enrollments. A OneRoster role missing from MAPPING_ROLES is skipped, and so is an enrollment whose
--- user is not in users.csv (Canvas would reject it). An enrollment is deleted when it, its user or
--- its section is: Canvas refuses active enrollments of deleted users. OneRoster 1.1 has no "aide"
--- enrollment role: an aide is a user with role aide enrolled as a teacher, so that counts as aide.
-CREATE VIEW rb_enrollment AS
-SELECT
-    e.course_id,
-    e.section_id,
-    e.user_id,
-    e.oneroster_role,
-    rm.canvas_role AS role,
-    e.term_id,
-    e.deleted,
-    e.user_known
-FROM (
-    SELECT
-        s.course_id,
-        s.section_id,
-        e.userSourcedId AS user_id,
-        CASE WHEN u.role = 'aide' AND lower(rb_text(e.role)) = 'teacher' THEN 'aide'
-             ELSE lower(rb_text(e.role)) END AS oneroster_role,
-        s.term_id,
-        rb_deleted(e.status) OR s.deleted OR coalesce(u.status = 'deleted', false) AS deleted,
-        u.user_id IS NOT NULL AS user_known
-    FROM or_enrollments e
-    JOIN rb_canvas_section s ON s.section_id = e.classSourcedId
-    LEFT JOIN rb_canvas_user u ON u.user_id = e.userSourcedId
-) e
-LEFT JOIN rb_role_map rm ON rm.oneroster_role = e.oneroster_role;

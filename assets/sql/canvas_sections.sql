@@ -5,5 +5,4 @@ SELECT
     name,
     CASE WHEN deleted THEN 'deleted' ELSE 'active' END AS status
 FROM rb_canvas_section
-WHERE term_id = getvariable('term_id')
 ORDER BY ALL

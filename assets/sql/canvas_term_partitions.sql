@@ -7,7 +7,8 @@ SELECT
     t.end_date,
     t.deleted,
     count(*) AS classes
-FROM rb_class c
-JOIN rb_session t ON t.session_id = c.term_id
+FROM or_classes c
+JOIN rb_class_term ct ON ct.class_id = c.sourcedId
+JOIN rb_session t ON t.session_id = ct.term_id
 GROUP BY ALL
 ORDER BY t.start_date NULLS LAST, t.session_id
