@@ -5,10 +5,21 @@
    written in batches with the schema.py schemas), so it does not depend on the extract step:
    ~600 students per school, 7 classes per student in sections of 25 (a third year-long, a third per
    semester), one teacher per 5 classes, one guardian per student.
-2. Builds every Canvas CSV exactly as the assets do (district data set, term discovery, then each
-   term's data set in its own in-memory DuckDB), in a child process: wall time and peak RSS.
-3. In another child process, a bare DuckDB `COPY` of the same rows from the same Parquet to CSV (no
-   mapping, joins, dedup or ordering): the floor the build is compared with (goal: ratio <= 1.5).
+2. build: every Canvas CSV exactly as the assets build them (district data set, term discovery, then
+   each term's data set in its own in-memory DuckDB), in a fresh child process. What is timed is the
+   step's work as a data engineer waits for it in the step's log: DuckDB sessions, SQL, CSV writing
+   and the metadata (previews, counts); not the interpreter, imports or Dagster's process start-up.
+3. bare: in another child process, one DuckDB `COPY` per file of the same rows (the same row count
+   per file, checked) and columns from the same Parquet to CSV: projection only, no mapping, joins,
+   de-duplication or ordering. The floor the build is compared with (goal: ratio <= 1.5).
+4. floor: what any build of these files that keeps one term per step must do, and nothing else: users
+   sorted by id; each term in its own DuckDB scans every enrollment for its classes, looks each one's
+   user up (Canvas rejects enrollments of users it does not have, and active ones of deleted users),
+   de-duplicates on (section, user, role) and sorts on it. floor / bare is the least ratio such a
+   build can reach; build / floor is what the mapping itself costs.
+
+The phases run interleaved `--repeat` times (the machine may be shared) and the best run of each is
+reported, wall time and CPU time (user + system of all DuckDB threads) both.
 """
 
 from __future__ import annotations
@@ -150,27 +161,75 @@ def build(data_dir: DataDir) -> dict:
     return rows
 
 
-def bare_copy(data_dir: DataDir, out: Path) -> dict:
-    """The same rows straight from the Parquet to CSV: projection only."""
+def _source(data_dir: DataDir, entity: str) -> str:
+    return f"read_parquet({sql_literal(str(data_dir.latest_entity_path(entity)))})"
 
-    def source(entity: str) -> str:
-        return f"read_parquet({sql_literal(str(data_dir.latest_entity_path(entity)))})"
 
-    copies = {
-        "accounts.csv": f"SELECT sourcedId, parentSourcedId, name, status FROM {source('orgs')}",
-        "terms.csv": f"SELECT sourcedId, title, status, startDate, endDate FROM {source('academicSessions')} WHERE type <> 'gradingPeriod'",
-        "users.csv": f"SELECT sourcedId, username, NULL, givenName, familyName, email, status FROM {source('users')} WHERE role <> 'guardian'",
-        "courses.csv": f"SELECT sourcedId, classCode, title, schoolSourcedId, termSourcedIds[1], status FROM {source('classes')}",
-        "sections.csv": f"SELECT sourcedId, sourcedId, title, status FROM {source('classes')}",
-        "enrollments.csv": f"SELECT classSourcedId, classSourcedId, userSourcedId, role, status FROM {source('enrollments')}",
+def _copy(conn: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (rows,) = conn.execute(f"COPY ({query}) TO {sql_literal(str(path))} (FORMAT csv, HEADER true)").fetchone()
+    return rows
+
+
+def _district_copies(data_dir: DataDir, order: bool = False) -> dict[str, str]:
+    """The rows of each district file, by projection only (the generator's users all have a login);
+    `order`: users sorted by id, as the build's stable order needs."""
+    return {
+        "accounts.csv": f"SELECT sourcedId, parentSourcedId, name, status FROM {_source(data_dir, 'orgs')}",
+        "terms.csv": f"SELECT sourcedId, title, status, startDate, endDate FROM {_source(data_dir, 'academicSessions')} "
+                     "WHERE type <> 'gradingPeriod'",
+        "users.csv": f"SELECT sourcedId, username, NULL, givenName, familyName, email, status FROM {_source(data_dir, 'users')} "
+                     "WHERE role <> 'guardian'" + (" ORDER BY sourcedId" if order else ""),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    rows = {}
+
+
+def bare_copy(data_dir: DataDir, out: Path) -> dict:
+    """The same rows straight from the Parquet to CSV, one COPY per file: projection only."""
+    classes, enrollments = _source(data_dir, "classes"), _source(data_dir, "enrollments")
+    copies = _district_copies(data_dir) | {
+        "courses.csv": f"SELECT sourcedId, classCode, title, schoolSourcedId, termSourcedIds[1], status FROM {classes}",
+        "sections.csv": f"SELECT sourcedId, sourcedId, title, status FROM {classes}",
+        "enrollments.csv": f"SELECT classSourcedId, classSourcedId, userSourcedId, role, status FROM {enrollments}",
+    }
     with duckdb.connect(":memory:") as conn:
-        for name, query in copies.items():
-            (rows[name],) = conn.execute(
-                f"COPY ({query}) TO {sql_literal(str(out / name))} (FORMAT csv, HEADER true)"
-            ).fetchone()
+        return {name: _copy(conn, query, out / name) for name, query in copies.items()}
+
+
+def per_term_floor(data_dir: DataDir, out: Path) -> dict:
+    """What any build of these files with one term per step must do, and nothing else: the district
+    files (users sorted by id), then each term in its own DuckDB: its classes, and its enrollments
+    (every enrollment scanned for the term's classes) with their users looked up, de-duplicated on
+    (section, user, role) and sorted on it. Terms as the generator makes them: each class lists one
+    session, a term."""
+    rows: dict[str, int] = {}
+
+    def add(name: str, n: int) -> None:
+        rows[name] = rows.get(name, 0) + n
+
+    with duckdb.connect(":memory:") as conn:
+        for name, query in _district_copies(data_dir, order=True).items():
+            add(name, _copy(conn, query, out / "district" / name))
+        terms = [t for (t,) in conn.execute(f"SELECT DISTINCT termSourcedIds[1] FROM {_source(data_dir, 'classes')}").fetchall()]
+    for term in terms:
+        with duckdb.connect(":memory:") as conn:
+            conn.execute(
+                f"CREATE TABLE term_class AS SELECT sourcedId, classCode, title, schoolSourcedId, status "
+                f"FROM {_source(data_dir, 'classes')} WHERE termSourcedIds[1] = {sql_literal(term)}"
+            )
+            directory = out / f"term={term}"
+            add("courses.csv", _copy(conn, f"SELECT sourcedId, classCode, title, schoolSourcedId, {sql_literal(term)}, status "
+                                            "FROM term_class ORDER BY sourcedId", directory / "courses.csv"))
+            add("sections.csv", _copy(conn, "SELECT sourcedId, sourcedId, title, status FROM term_class ORDER BY sourcedId",
+                                      directory / "sections.csv"))
+            add("enrollments.csv", _copy(conn, f"""
+                SELECT e.classSourcedId, e.classSourcedId, e.userSourcedId, e.role,
+                       CASE WHEN bool_and(e.status = 'tobedeleted' OR u.status = 'tobedeleted') THEN 'deleted' ELSE 'active' END
+                FROM {_source(data_dir, 'enrollments')} e
+                SEMI JOIN term_class c ON c.sourcedId = e.classSourcedId
+                JOIN (SELECT sourcedId, status FROM {_source(data_dir, 'users')} WHERE role <> 'guardian') u
+                  ON u.sourcedId = e.userSourcedId
+                GROUP BY e.classSourcedId, e.userSourcedId, e.role
+                ORDER BY e.classSourcedId, e.userSourcedId, e.role""", directory / "enrollments.csv"))
     return rows
 
 
@@ -183,14 +242,21 @@ def _peak_rss_mib() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
+PHASES = ("build", "bare", "floor")
+
+
 def _child(phase: str, root: str) -> None:
     """Run one phase in this (fresh) process and print its figures as JSON."""
     data_dir = DataDir(root=root)
     if phase == "build":
-        from assets import transform  # noqa: F401  (imported before measuring, like the bare phase's modules)
+        from assets import transform  # noqa: F401  (imported before measuring, like the other phases' modules)
     imports_mib = _peak_rss_mib()  # interpreter + imports
+    out = Path(root) / phase  # the baselines' files; the build writes where the assets do
     started, cpu_started = time.perf_counter(), time.process_time()
-    rows = build(data_dir) if phase == "build" else bare_copy(data_dir, Path(root) / "bare")
+    if phase == "build":
+        rows = build(data_dir)
+    else:
+        rows = (bare_copy if phase == "bare" else per_term_floor)(data_dir, out)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     print(json.dumps({"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2),
                       "peak_rss_mib": _peak_rss_mib(), "imports_rss_mib": imports_mib,
@@ -205,11 +271,20 @@ def _run_child(phase: str, root: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _best(runs: list[dict]) -> dict:
+    """The fastest run's figures, with the least CPU time and peak RSS of all runs."""
+    best = dict(min(runs, key=lambda r: r["seconds"]))
+    best["cpu_seconds"] = min(r["cpu_seconds"] for r in runs)
+    best["peak_rss_mib"] = min(r["peak_rss_mib"] for r in runs)
+    return best
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="benchmarks.transform", description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, default=500_000)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each phase; the best is reported")
     parser.add_argument("--work-dir", help="where the snapshot and CSVs go (default: a temporary folder, removed after)")
-    parser.add_argument("--phase", choices=("build", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase:
         _child(args.phase, args.work_dir)
@@ -221,15 +296,27 @@ def main(argv: list[str]) -> None:
         started = time.perf_counter()
         counts = generate(data_dir, args.students)
         print(f"snapshot: {args.students} students -> {counts} in {time.perf_counter() - started:.1f} s")
-        built = _run_child("build", root)
-        bare = _run_child("bare", root)
+        runs: dict[str, list[dict]] = {phase: [] for phase in PHASES}
+        for _ in range(args.repeat):
+            for phase in PHASES:
+                runs[phase].append(_run_child(phase, root))
+        figures = {phase: _best(r) for phase, r in runs.items()}
+        built, bare = figures["build"], figures["bare"]
+        # The baseline is only fair if it writes what the build writes (empty files aside).
+        for phase in ("bare", "floor"):
+            if {k: n for k, n in figures[phase]["rows"].items() if n} != {k: n for k, n in built["rows"].items() if n}:
+                raise RuntimeError(f"{phase} rows {figures[phase]['rows']} differ from the build's {built['rows']}")
         terms = len(list(data_dir.path.glob("canvas/term=*")))
-        for label, figures in ((f"CSV build (district + {terms} terms)", built), ("bare DuckDB COPY of the same rows", bare)):
-            print(f"{label}: {figures['seconds']} s wall, {figures['cpu_seconds']} s CPU, "
-                  f"peak RSS {figures['peak_rss_mib']} MiB ({figures['imports_rss_mib']} MiB of it Python and imports), "
-                  f"rows {figures['rows']}")
-        print(f"ratio build / bare COPY: {built['seconds'] / bare['seconds']:.2f} wall, "
-              f"{built['cpu_seconds'] / bare['cpu_seconds']:.2f} CPU (goal <= 1.5)")
+        labels = {"build": f"CSV build (district + {terms} terms)", "bare": "bare DuckDB COPY of the same rows",
+                  "floor": "per-term floor (user lookup, de-duplication, order)"}
+        for phase in PHASES:
+            f = figures[phase]
+            print(f"{labels[phase]}: {f['seconds']} s wall, {f['cpu_seconds']} s CPU, "
+                  f"peak RSS {f['peak_rss_mib']} MiB ({f['imports_rss_mib']} MiB of it Python and imports), "
+                  f"rows {f['rows']}")
+        for phase in ("build", "floor"):
+            print(f"ratio {phase} / bare COPY: {figures[phase]['seconds'] / bare['seconds']:.2f} wall, "
+                  f"{figures[phase]['cpu_seconds'] / bare['cpu_seconds']:.2f} CPU" + (" (goal <= 1.5)" if phase == "build" else ""))
     finally:
         if not args.work_dir:
             shutil.rmtree(root, ignore_errors=True)
