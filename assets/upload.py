@@ -23,6 +23,8 @@ from pipeline.resources.mapping import MappingSettings
 
 DISTRICT_IMPORT = dg.AssetKey(["canvas", "sis_import_district"])
 TERM_IMPORT = dg.AssetKey(["canvas", "sis_import_term"])
+DISTRICT_DRY_RUN = dg.AssetKey(["canvas", "dry_run_district"])
+TERM_DRY_RUN = dg.AssetKey(["canvas", "dry_run_term"])
 DISTRICT_CSVS = [dg.AssetKey(["canvas", f"{file}_csv"]) for file in DISTRICT_FILES]
 TERM_CSVS = [dg.AssetKey(["canvas", f"{file}_csv"]) for file in TERM_FILES]
 GUARD_CHECK = "mass_delete_guard"
@@ -292,7 +294,7 @@ def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.Materia
 
 
 @dg.asset(
-    key=["canvas", "dry_run_district"],
+    key=DISTRICT_DRY_RUN,
     deps=DISTRICT_CSVS,
     group_name="canvas_dry_run",
     description="What the district-wide upload would create, change and delete in Canvas (uploads nothing).",
@@ -302,7 +304,7 @@ def dry_run_district(canvas_upload: CanvasUploadPolicy, data_dir: DataDir) -> dg
 
 
 @dg.asset(
-    key=["canvas", "dry_run_term"],
+    key=TERM_DRY_RUN,
     deps=TERM_CSVS,
     partitions_def=school_term_partitions,
     group_name="canvas_dry_run",

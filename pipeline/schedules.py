@@ -13,7 +13,7 @@ import datetime as dt
 import dagster as dg
 
 from assets.extract import nightly_extract_selection
-from assets.upload import DISTRICT_CSVS, DISTRICT_IMPORT, TERM_CSVS, TERM_IMPORT
+from assets.upload import DISTRICT_CSVS, DISTRICT_DRY_RUN, DISTRICT_IMPORT, TERM_CSVS, TERM_DRY_RUN, TERM_IMPORT
 from pipeline import settings
 from pipeline.partitions import TermPartition
 
@@ -37,6 +37,19 @@ term_sync_job = dg.define_asset_job(
     "term_sync",
     selection=dg.AssetSelection.assets(*TERM_CSVS, TERM_IMPORT),
     description="Build one term's Canvas CSVs from the latest snapshot and upload them.",
+)
+
+# The same builds with the dry-run assets in place of the imports (`python -m pipeline.sync --dry-run`).
+district_dry_run_job = dg.define_asset_job(
+    "district_dry_run",
+    selection=dg.AssetSelection.assets(*DISTRICT_CSVS, DISTRICT_DRY_RUN),
+    description="Build the district-wide CSVs and show what their upload would change in Canvas (uploads nothing).",
+)
+
+term_dry_run_job = dg.define_asset_job(
+    "term_dry_run",
+    selection=dg.AssetSelection.assets(*TERM_CSVS, TERM_DRY_RUN),
+    description="Build one term's CSVs and show what their upload would change in Canvas (uploads nothing).",
 )
 
 
@@ -64,4 +77,7 @@ def nightly_sync(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"nightly:{night}", tags={NIGHT_TAG: night, CHAIN_TAG: "true"})
 
 
-defs = dg.Definitions(jobs=[nightly_snapshot_job, nightly_district_job, term_sync_job], schedules=[nightly_sync])
+defs = dg.Definitions(
+    jobs=[nightly_snapshot_job, nightly_district_job, term_sync_job, district_dry_run_job, term_dry_run_job],
+    schedules=[nightly_sync],
+)

@@ -9,6 +9,7 @@ holds at the end and exits non-zero if any run failed.
     python -m pipeline.sync --term <key> [--term <key>]    # re-fetch, rebuild and re-upload these terms only
     python -m pipeline.sync --remaster district             # diffing_remaster_data_set for one data set
     python -m pipeline.sync --approve-mass-delete <name>    # let one blocked data set through, this run only
+    python -m pipeline.sync --dry-run                       # what tonight would change in Canvas; uploads nothing
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.upload import APPROVE_MASS_DELETE_TAG, REMASTER_TAG
+from assets.upload import APPROVE_MASS_DELETE_TAG, DISTRICT_DRY_RUN, REMASTER_TAG, TERM_DRY_RUN
 from pipeline.canvas_summary import DEFAULT_COURSE_LIMIT, canvas_holdings, format_holdings
 from pipeline.partitions import SCHOOL_TERM, add_new_terms, discover_term_keys
-from pipeline.schedules import NIGHT_TAG, active_terms, nightly_district_job, nightly_snapshot_job, term_sync_job
+from pipeline.schedules import (
+    NIGHT_TAG, active_terms, district_dry_run_job, nightly_district_job, nightly_snapshot_job, term_dry_run_job,
+    term_sync_job,
+)
 
 
 # Step-level DEBUG events would bury the outcome on an operator's terminal; the UI keeps them all.
@@ -54,6 +58,7 @@ def _failure_messages(result: dg.ExecuteInProcessResult) -> Iterator[str]:
 
 def _run(job_name: str, defs: dg.Definitions, instance: dg.DagsterInstance, *, tags: dict[str, str],
          partition_key: str | None = None, say: Callable[[str], None]) -> bool:
+    """Run one job in this process and report it; with a dry-run asset in it, say what it found."""
     job = defs.resolve_job_def(job_name)
     label = job_name if partition_key is None else f"{job_name}[{partition_key}]"
     say(f"--> {label}")
@@ -61,11 +66,24 @@ def _run(job_name: str, defs: dg.Definitions, instance: dg.DagsterInstance, *, t
                                     run_config=QUIET_CONSOLE)
     if result.success:
         say(f"    ok (run {result.run_id})")
+        for line in _dry_run_lines(result):
+            say(f"    {line}")
         return True
     say(f"    FAILED (run {result.run_id})")
     for message in _failure_messages(result):
         say(f"    {message}")
     return False
+
+
+def _dry_run_lines(result: dg.ExecuteInProcessResult) -> Iterator[str]:
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key not in (DISTRICT_DRY_RUN, TERM_DRY_RUN):
+            continue
+        meta = {key: value.value for key, value in materialization.metadata.items()}
+        yield (f"dry run {meta['data_set']}: would create {meta['diff/created']}, change {meta['diff/changed']}, "
+               f"delete {meta['diff/deleted']} (compared with import {meta['compared_with_import_id'] or 'none'}); "
+               f"upload needed: {'yes' if meta['would_upload'] else 'no'}; guard would block: {meta['guard_would_block']}")
 
 
 @dataclass
@@ -85,15 +103,18 @@ class UnknownTermError(ValueError):
 
 def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, *, terms: Sequence[str] = (),
              remaster: Sequence[str] = (), approve_mass_delete: Sequence[str] = (), night: dt.date | None = None,
-             say: Callable[[str], None] = print) -> SyncOutcome:
-    """The nightly sync once: the district run, then one run per term (all active ones, or `terms`)."""
+             dry_run: bool = False, say: Callable[[str], None] = print) -> SyncOutcome:
+    """The nightly sync once: the snapshot and district runs, then one run per term (all active ones, or
+    `terms`). `dry_run` builds everything but runs the dry-run assets instead of the imports."""
+    district_job = district_dry_run_job if dry_run else nightly_district_job
+    term_job = term_dry_run_job if dry_run else term_sync_job
     night = night or dt.date.today()
     tags = {NIGHT_TAG: night.isoformat()}
     if remaster:
         tags[REMASTER_TAG] = ",".join(remaster)
     if approve_mass_delete:
         tags[APPROVE_MASS_DELETE_TAG] = ",".join(approve_mass_delete)
-    for job in (nightly_snapshot_job, nightly_district_job):
+    for job in (nightly_snapshot_job, district_job):
         if not _run(job.name, defs, instance, tags=tags, say=say):
             say(f"The {job.name} run failed, so nothing further was uploaded.")
             return SyncOutcome(district_ok=False)
@@ -110,7 +131,7 @@ def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, *, terms: Seque
         keys = [t.key for t in active_terms(discovered, night)]
     outcome = SyncOutcome(district_ok=True, terms=keys)
     for key in keys:
-        if not _run(term_sync_job.name, defs, instance, tags=tags, partition_key=key, say=say):
+        if not _run(term_job.name, defs, instance, tags=tags, partition_key=key, say=say):
             outcome.failed_terms.append(key)
     return outcome
 
@@ -123,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="send diffing_remaster_data_set for this data set: district or a term key (repeatable)")
     parser.add_argument("--approve-mass-delete", action="append", default=[], metavar="DATA_SET",
                         help="upload this data set although the mass-delete guard blocks it (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="refresh and build everything, then show what each upload would change; upload nothing")
     parser.add_argument("--summary-course-limit", type=int, default=DEFAULT_COURSE_LIMIT, metavar="N",
                         help="walk sections and enrollments of at most N courses for the final summary (0 = all)")
     args = parser.parse_args(argv)
@@ -135,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     with _instance() as instance:
         try:
             outcome = run_sync(defs, instance, terms=args.term, remaster=args.remaster,
-                               approve_mass_delete=args.approve_mass_delete, say=say)
+                               approve_mass_delete=args.approve_mass_delete, dry_run=args.dry_run, say=say)
         except UnknownTermError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -148,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nSync FAILED for {len(outcome.failed_terms)} term(s): {', '.join(outcome.failed_terms)}",
               file=sys.stderr)
         return 1
-    say(f"\nSync finished: district and {len(outcome.terms)} term(s) up to date.")
+    if args.dry_run:
+        say(f"\nDry run finished: district and {len(outcome.terms)} term(s) compared; nothing was uploaded.")
+    else:
+        say(f"\nSync finished: district and {len(outcome.terms)} term(s) up to date.")
     return 0
 
 

@@ -165,6 +165,13 @@ def test_truncated_users_feed_is_blocked_with_canvas_untouched_until_approved(tm
         s.roster.store.drop_records("users", vanished)
 
         s.log.clear()
+        assert s.sync(dry_run=True, terms=[s.terms()[0]]).ok
+        dry_run = "\n".join(s.log)
+        assert f"dry run district: would create 0, change 0, delete {len(vanished)}" in dry_run
+        assert "guard would block: users" in dry_run and "guard would block: enrollments" in dry_run
+        assert len(s.imports()) == imports_before
+
+        s.log.clear()
         outcome = s.sync()
         assert not outcome.ok and not outcome.district_ok
         report = "\n".join(s.log)
