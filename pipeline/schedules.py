@@ -27,30 +27,22 @@ nightly_snapshot_job = dg.define_asset_job(
     description="Refresh the OneRoster snapshot (every nightly entity).",
 )
 
-nightly_district_job = dg.define_asset_job(
-    "nightly_district",
-    selection=dg.AssetSelection.assets(*DISTRICT_CSVS, DISTRICT_IMPORT),
-    description="Build the district-wide Canvas CSVs from the latest snapshot and upload them.",
-)
+def _data_set_job(name: str, keys: list[dg.AssetKey], description: str):
+    return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*keys), description=description)
 
-term_sync_job = dg.define_asset_job(
-    "term_sync",
-    selection=dg.AssetSelection.assets(*TERM_CSVS, TERM_IMPORT),
-    description="Build one term's Canvas CSVs from the latest snapshot and upload them.",
-)
 
+nightly_district_job = _data_set_job(
+    "nightly_district", [*DISTRICT_CSVS, DISTRICT_IMPORT],
+    "Build the district-wide Canvas CSVs from the latest snapshot and upload them.")
+term_sync_job = _data_set_job(
+    "term_sync", [*TERM_CSVS, TERM_IMPORT], "Build one term's Canvas CSVs from the latest snapshot and upload them.")
 # The same builds with the dry-run assets in place of the imports (`python -m pipeline.sync --dry-run`).
-district_dry_run_job = dg.define_asset_job(
-    "district_dry_run",
-    selection=dg.AssetSelection.assets(*DISTRICT_CSVS, DISTRICT_DRY_RUN),
-    description="Build the district-wide CSVs and show what their upload would change in Canvas (uploads nothing).",
-)
-
-term_dry_run_job = dg.define_asset_job(
-    "term_dry_run",
-    selection=dg.AssetSelection.assets(*TERM_CSVS, TERM_DRY_RUN),
-    description="Build one term's CSVs and show what their upload would change in Canvas (uploads nothing).",
-)
+district_dry_run_job = _data_set_job(
+    "district_dry_run", [*DISTRICT_CSVS, DISTRICT_DRY_RUN],
+    "Build the district-wide CSVs and show what their upload would change in Canvas (uploads nothing).")
+term_dry_run_job = _data_set_job(
+    "term_dry_run", [*TERM_CSVS, TERM_DRY_RUN],
+    "Build one term's CSVs and show what their upload would change in Canvas (uploads nothing).")
 
 
 def is_active(term: TermPartition, night: dt.date) -> bool:
