@@ -18,8 +18,8 @@ from pipeline import settings
 from pipeline.partitions import TermPartition
 
 NIGHT_TAG = "rosterbridge/night"
-# Only schedule-launched district runs chain into term runs; `python -m pipeline.sync` runs terms itself.
-CHAIN_TAG = "rosterbridge/chain_terms"
+# Only runs the schedule started (and the runs they chain) continue the chain; `python -m pipeline.sync` runs its own.
+CHAIN_TAG = "rosterbridge/nightly_chain"
 
 nightly_snapshot_job = dg.define_asset_job(
     "nightly_snapshot",
