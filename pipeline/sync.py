@@ -72,7 +72,21 @@ def _run(job_name: str, defs: dg.Definitions, instance: dg.DagsterInstance, *, t
     say(f"    FAILED (run {result.run_id})")
     for message in _failure_messages(result):
         say(f"    {message}")
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            say(f"    check {evaluation.asset_key.to_user_string()} {evaluation.check_name}: "
+                f"{evaluation.description or 'failed'}")
+            for line in _table_lines(evaluation.metadata):
+                say(f"      {line}")
     return False
+
+
+def _table_lines(metadata: dict, limit: int = 5) -> Iterator[str]:
+    """The first rows of a check's tables (e.g. the violations it found), as `column=value` lines."""
+    for value in metadata.values():
+        if isinstance(value, dg.TableMetadataValue):
+            for record in value.records[:limit]:
+                yield "; ".join(f"{column}={cell}" for column, cell in record.data.items() if cell not in ("", None))
 
 
 def _dry_run_lines(result: dg.ExecuteInProcessResult) -> Iterator[str]:
