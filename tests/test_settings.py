@@ -1,0 +1,40 @@
+"""The README's configuration table, `.env.example` and pipeline/settings.py list the same variables."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline import settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_env_example_is_generated_from_the_settings():
+    assert (ROOT / ".env.example").read_text() == settings.render_env_example()
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.name for s in settings.SETTINGS if f"`{s.name}`" not in readme]
+    assert missing == []
+
+
+def test_env_example_never_carries_a_secret_value():
+    for line in settings.render_env_example().splitlines():
+        match = re.match(r"^([A-Z_0-9]+)=(.*)$", line)
+        if match and settings.BY_NAME[match.group(1)].secret:
+            assert match.group(2) == ""
+
+
+def test_secrets_cannot_be_read_as_plain_settings(monkeypatch):
+    monkeypatch.setenv("ONEROSTER_CLIENT_SECRET", "s3cret")
+    with pytest.raises(KeyError) as excinfo:
+        settings.get("ONEROSTER_CLIENT_SECRET")
+    assert "s3cret" not in str(excinfo.value)
+
+
+def test_numbers_are_checked_with_the_variable_named(monkeypatch):
+    monkeypatch.setenv("ONEROSTER_PAGE_SIZE", "lots")
+    with pytest.raises(ValueError, match="ONEROSTER_PAGE_SIZE must be a whole number"):
+        settings.get_int("ONEROSTER_PAGE_SIZE", minimum=1)
