@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pipeline import settings
 from pipeline.datadir import DataDir, atomic_path, tonight
 from pipeline.oneroster import checks
-from pipeline.oneroster.records import PageConverter, redacted_json
+from pipeline.oneroster.records import DecodedPage, PageConverter, redacted_json
 from pipeline.oneroster.schema import DEFAULT_ENTITIES, ENTITIES, REJECTS, Entity
 from pipeline.resources.oneroster import OneRosterClient
 
@@ -32,7 +32,7 @@ GROUP = "oneroster"
 # Rows per Parquet row group: large enough for good compression and scans, small enough that a
 # batch of pages in flight stays a few tens of MB.
 ROW_GROUP_ROWS = 65_536
-# Records converted and checked at once: amortises per-call costs when the provider's pages are small.
+# Rows converted and checked at once: amortises per-call costs when the provider's pages are small.
 CONVERT_BATCH_ROWS = 2_000
 # DuckDB spills to disk beyond this, which keeps the snapshot checks of 4M enrollments bounded.
 DUCKDB_MEMORY_LIMIT = "1GB"
@@ -89,8 +89,11 @@ class UpstreamNotExtracted(Exception):
     """An entity's references can only be checked once the entities they point at are in the snapshot."""
 
 
-def write_snapshot(entity: Entity, pages: Iterable[Sequence[dict]], data_dir: DataDir, snapshot: str) -> ExtractReport:
-    """Stream `pages` of `entity` into the snapshot's Parquet file and rejects file."""
+def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir, snapshot: str) -> ExtractReport:
+    """Stream `pages` of `entity` into the snapshot's Parquet file and rejects file.
+
+    A page is a list of records, or a `DecodedPage` (the client's pages with `PageConverter.decode`).
+    """
     report = ExtractReport(data_dir.entity_path(snapshot, entity.name), data_dir.rejects_path(snapshot, entity.name))
     referenced = {target: data_dir.entity_path(snapshot, target) for _, target in checks.REFERENCES[entity.name]}
     absent = sorted(name for name, path in referenced.items() if not path.exists())
@@ -108,9 +111,8 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence[dict]], data_dir: Da
     ):
         with _parquet_writer(staging, entity.schema) as writer:
             batches = _BatchWriter(writer)
-            for records in _in_batches(pages):
-                table, problems = converter.convert(records)
-                problems = checks.record_problems(entity.name, table, problems)
+            for batch in _in_batches(pages):
+                table, problems, records = _normalised(converter, entity.name, batch)
                 if problems:
                     table = _drop_rows(table, {p.row for p in problems}, offset=0)
                     rejects.write_table(_reject_rows(entity.name, records, problems))
@@ -124,17 +126,35 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence[dict]], data_dir: Da
     return report
 
 
-def _in_batches(pages: Iterable[Sequence[dict]]) -> Iterator[list]:
-    """Pages regrouped into runs of at least CONVERT_BATCH_ROWS records, so that small pages do not
-    pay the per-call cost of the Arrow conversion and checks once each."""
-    batch: list = []
+def _in_batches(pages: Iterable[Sequence]) -> Iterator[list[Sequence]]:
+    """Pages regrouped into runs of at least CONVERT_BATCH_ROWS rows, so that small pages do not pay
+    the per-call cost of the Arrow conversion and checks once each."""
+    batch: list[Sequence] = []
+    rows = 0
     for page in pages:
-        batch.extend(page)
-        if len(batch) >= CONVERT_BATCH_ROWS:
+        batch.append(page)
+        rows += len(page)
+        if rows >= CONVERT_BATCH_ROWS:
             yield batch
-            batch = []
+            batch, rows = [], 0
     if batch:
         yield batch
+
+
+def _normalised(
+    converter: PageConverter, entity: str, pages: list[Sequence]
+) -> tuple[pa.Table, list[checks.Problem], Sequence]:
+    """The pages' rows, the rules they break and the records as received (for the rejects rows).
+
+    Decoded pages are read in Arrow; their records are parsed only if a rule broke.
+    """
+    if all(isinstance(page, DecodedPage) for page in pages):
+        table, problems = converter.convert_decoded(pages)
+        problems = checks.record_problems(entity, table, problems)
+        return table, problems, [record for page in pages for record in page] if problems else ()
+    records = [record for page in pages for record in page]
+    table, problems = converter.convert(records)
+    return table, checks.record_problems(entity, table, problems), records
 
 
 def _apply_snapshot_rules(
@@ -278,7 +298,9 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
         started = time.monotonic()
         snapshot = snapshot_of_run(context)
         with oneroster.open() as session:
-            pages = session.iter_pages(entity.path, envelope_keys=entity.envelope_keys)
+            pages = session.iter_pages(
+                entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode
+            )
             try:
                 report = write_snapshot(entity, pages, data_dir, snapshot)
             except UpstreamNotExtracted as missing:

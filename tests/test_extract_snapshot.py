@@ -1,11 +1,14 @@
 """Writing one entity's snapshot from pages: rejects, snapshot rules, atomicity (no provider needed)."""
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 
 from assets import extract
 from assets.extract import UpstreamNotExtracted, write_snapshot
 from pipeline.oneroster import checks
+from pipeline.oneroster.records import PageConverter
 from pipeline.oneroster.schema import ENTITIES, REJECTS
 
 NIGHT = "2026-11-26"
@@ -51,6 +54,25 @@ def test_good_records_flow_and_bad_ones_go_to_rejects_with_their_rule(data_dir):
         ("o2", "enum", "type"),
         ("o1", "duplicate_sourcedId", "sourcedId"),
     ]
+
+
+def test_decoded_pages_give_the_same_snapshot_and_rejects_as_pages_of_records(data_dir, tmp_path):
+    from pipeline.datadir import DataDir
+
+    pages = [[org("o1"), org("o2", type="School")], [org("o1", name="again"), org("o3")], [org("o4", status="inactive")]]
+    bodies = [json.dumps({"orgs": page}).encode() for page in pages]
+    decoded = [PageConverter(ENTITIES["orgs"]).decode(body) for body in bodies]
+    assert all(page is not None for page in decoded)
+
+    as_records = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
+    other = DataDir(root=str(tmp_path / "decoded"))
+    as_decoded = write_snapshot(ENTITIES["orgs"], [decoded[0], pages[1], decoded[2]], other, NIGHT)  # mixed, too
+    only_decoded = write_snapshot(ENTITIES["orgs"], decoded, other, NIGHT)
+
+    for report in (as_decoded, only_decoded):
+        assert pq.read_table(report.path).equals(pq.read_table(as_records.path))
+        assert rejects_of(report) == rejects_of(as_records)  # the records as received, parsed for the rejects
+        assert (report.rows, report.rejected_records) == (as_records.rows, as_records.rejected_records) == (2, 3)
 
 
 def test_references_resolve_against_the_same_snapshot_and_rejects_hold_no_personal_data(data_dir):

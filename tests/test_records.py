@@ -226,3 +226,78 @@ def test_the_demo_district_takes_the_shortcut_with_identical_rows(entity):
     slow, problems = converter._convert_in_python(page)
     assert problems == []
     assert fast.equals(slow)
+
+
+def body(envelope, records, **extra):
+    return json.dumps({envelope: records, **extra}).encode()
+
+
+def read_like_the_extract(converter, pages):
+    """What the extract makes of pages, decoded where the JSON reader took them."""
+    decoded = [converter.decode(page) for page in pages]
+    if all(d is not None for d in decoded):
+        return converter.convert_decoded(decoded)
+    return converter.convert([record for page in pages for record in json.loads(page)["classes"]])
+
+
+def test_decoded_bodies_give_exactly_what_the_python_converters_give():
+    converter = PageConverter(ENTITIES["classes"])
+    clean = a_class(grades=["09"], periods=["1"], subjects=["Science"])
+    decoded_taken = 0
+    for field, values in LENIENT_OR_BAD_VALUES.items():
+        for value in values:
+            # the odd value on a page of its own, as a provider's page boundary may put it
+            pages = [body("classes", [clean]), body("classes", [clean | {field: value}])]
+            expected = converter._convert_in_python([clean, clean | {field: value}])
+            got = read_like_the_extract(converter, pages)
+            assert got[0].equals(expected[0]), (field, value)
+            assert got[1] == expected[1], (field, value)
+            decoded_taken += all(converter.decode(page) is not None for page in pages)
+    assert decoded_taken >= 5
+
+
+@pytest.mark.parametrize("value", LENIENT_OR_BAD_BOOLEANS)
+def test_decoded_bodies_read_booleans_exactly_as_python_does(value):
+    converter = PageConverter(ENTITIES["users"])
+    records = [a_user(enabledUser="true"), a_user("usr-2", enabledUser=value)]
+    expected = converter._convert_in_python(records)
+    decoded = converter.decode(body("users", records))
+    got = converter.convert(records) if decoded is None else converter.convert_decoded([decoded])
+    assert got[0].equals(expected[0]) and got[1] == expected[1]
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        body("users", [a_user()], statusInfoSet=[{"imsx_codeMajor": "success", "imsx_severity": "warning"}]),
+        body("users", [a_user(), None]),
+        body("users", None),
+        json.dumps({"people": [a_user()]}).encode(),
+        b'{"users": [{"sourcedId": "a", "sourcedId": "b"}]}',
+        b'{"users": []}\n{"users": []}',
+        b"<html>busy</html>",
+    ],
+    ids=["status", "null-record", "null-envelope", "other-envelope", "duplicate-key", "two-documents", "not-json"],
+)
+def test_decode_leaves_to_the_client_what_only_its_json_parsing_reads_right(page):
+    assert PageConverter(ENTITIES["users"]).decode(page) is None
+
+
+def test_a_decoded_page_is_still_the_sequence_of_records_received():
+    records = [a_user(enabledUser="true"), a_user("usr-2", enabledUser="false")]
+    page = PageConverter(ENTITIES["users"]).decode(body("users", records))
+    assert len(page) == 2 and list(page) == records and page[1]["sourcedId"] == "usr-2"
+
+
+@pytest.mark.parametrize("entity", [*ENTITIES])
+def test_the_demo_district_pages_are_decoded_with_identical_rows(entity):
+    from pipeline.demo.district import District
+
+    district = District(students=300, seed=1)
+    records = [district.record(entity, i, "http://127.0.0.1/ims/oneroster/v1p1") for i in range(min(200, district.count(entity)))]
+    converter = PageConverter(ENTITIES[entity])
+    pages = [body(ENTITIES[entity].envelope_keys[0], records[:150]), body(ENTITIES[entity].envelope_keys[0], records[150:])]
+    decoded = [converter.decode(page) for page in pages]
+    assert all(d is not None for d in decoded)
+    table, problems = converter.convert_decoded(decoded)
+    assert problems == [] and table.equals(converter._convert_in_python(records)[0])

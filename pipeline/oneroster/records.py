@@ -14,7 +14,8 @@ An empty string is a missing value (CSV-born providers send blanks), never a for
 A value that cannot be read becomes null and a `Problem` (rule `date_format`, `boolean_format` or
 `wrong_type`) naming the record's position in the page, so the record checks can reject it.
 Conversion is column by column with one converter per column; the common all-valid page takes a
-fast path, and only a page with a bad value is walked value by value to find it.
+fast path, and only a page with a bad value is walked value by value to find it. Faster still, a page's
+JSON body can be read straight into Arrow (`PageConverter.decode`), never becoming Python objects.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from pipeline.oneroster import checks
 from pipeline.oneroster.checks import Problem, field_name
@@ -206,10 +208,41 @@ def _booleans(values: list) -> pa.Array:
     try:
         return pa.array(values, type=pa.bool_())
     except pa.ArrowInvalid:
-        text = pc.utf8_lower(pc.utf8_trim_whitespace(pa.array(values, type=pa.string())))
+        return _text_booleans(pa.array(values, type=pa.string()))
+
+
+def _text_booleans(values: pa.Array) -> pa.Array:
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     if pc.any(pc.and_(pc.is_valid(text), pc.invert(pc.is_in(text, _BOOLEAN_TEXT)))).as_py():
         raise _NeedsPython
     return pc.or_(pc.equal(text, "true"), pc.equal(text, "1"))
+
+
+class DecodedPage(Sequence):
+    """A page whose JSON body pyarrow read into Arrow: `raw` holds each record's fields as the JSON
+    reader typed them (`PageConverter.convert_decoded` makes rows of them, a batch of pages at once).
+
+    It is still a sequence of the records as received, but those are only parsed (from the body) when
+    someone asks for them: when a record breaks a rule, or a value needs the Python converters.
+    """
+
+    def __init__(self, raw: pa.StructArray, body: bytes, envelope_key: str):
+        self.raw = raw
+        self._body = body
+        self._envelope_key = envelope_key
+
+    @functools.cached_property
+    def records(self) -> list:
+        return json.loads(self._body)[self._envelope_key]
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    def __iter__(self) -> Iterator:
+        return iter(self.records)
 
 
 class PageConverter:
@@ -235,6 +268,16 @@ class PageConverter:
         self._raw = pa.struct(
             [pa.field(field, self._raw_types[column]) for column, field, _ in self._columns if self._raw_types[column]]
         )
+        # The JSON reader takes metadata and booleans as text only: an object or a JSON boolean makes it
+        # fail, and the page goes the Python way, which reads those as the converters say.
+        raw_struct = pa.struct(
+            [pa.field(field, self._raw_types[column] or pa.string()) for column, field, _ in self._columns]
+        )
+        self._json_options = pa_json.ParseOptions(
+            explicit_schema=pa.schema([pa.field(entity.envelope_keys[0], pa.list_(raw_struct))]),
+            unexpected_field_behavior="ignore",
+            newlines_in_values=True,
+        )
 
     def convert(self, records: Sequence[Any]) -> tuple[pa.Table, list[Problem]]:
         """All records of the page as rows (bad values null) and the problems found on the way."""
@@ -245,20 +288,59 @@ class PageConverter:
                 pass
         return self._convert_in_python(records)
 
+    def decode(self, body: bytes) -> DecodedPage | None:
+        """A page's JSON body read by pyarrow's JSON reader (C++, outside the interpreter lock, no Python
+        object per record); None when the page needs the Python way: a value the reader cannot type
+        as the schema says, another envelope, or a statusInfoSet the client should report."""
+        if b"statusinfo" in body.lower():
+            return None
+        try:
+            read = pa_json.read_json(
+                pa.BufferReader(body),
+                read_options=pa_json.ReadOptions(use_threads=False, block_size=len(body) + 1),
+                parse_options=self._json_options,
+            )
+            envelope = self.entity.envelope_keys[0]
+            pages = read.column(envelope)
+            if read.num_rows != 1 or pages.null_count:
+                return None
+            records = pages.combine_chunks().flatten()
+            if records.null_count:
+                return None  # a null record: the Python path names it
+            return DecodedPage(records, body, envelope)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+            return None
+
+    def convert_decoded(self, pages: Sequence[DecodedPage]) -> tuple[pa.Table, list[Problem]]:
+        """The rows of decoded pages, read as `convert` reads their records (which it does when the
+        Arrow shortcut would read a value differently)."""
+        try:
+            return self._table_from_raw(pa.concat_arrays([page.raw for page in pages])), []
+        except (_NeedsPython, pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            return self._convert_in_python([record for page in pages for record in page])
+
     def _convert_in_arrow(self, records: Sequence[dict]) -> pa.Table:
         # pyarrow would read a string as a list of characters; Python splits "09,10" at commas.
         if any(type(r.get(field)) is str for field in self._text_list_fields for r in records):
             raise _NeedsPython
         raw = pa.array(records, type=self._raw)
+        return self._table_from_raw(raw, python_values=lambda field: [r.get(field) for r in records])
+
+    def _table_from_raw(self, raw: pa.StructArray, python_values: Callable[[str], list] | None = None) -> pa.Table:
+        """The schema's columns from a struct array of raw values; fields the struct lacks are read from
+        `python_values` (the records' values of that field)."""
         arrays = []
         for column, field, convert in self._columns:
-            type_, raw_type = self.entity.schema.field(column).type, self._raw_types[column]
-            if raw_type is None:
-                values = [r.get(field) for r in records]
+            type_ = self.entity.schema.field(column).type
+            if raw.type.get_field_index(field) < 0:
+                values = python_values(field)
                 arrays.append(_booleans(values) if type_ == pa.bool_() else pa.array(list(map(convert, values)), type=type_))
                 continue
             values = raw.field(field)  # the records themselves are never null, so no parent mask
-            if raw_type == _GUIDREF:
+            raw_type = values.type
+            if type_ == pa.bool_():
+                values = _text_booleans(values)
+            elif raw_type == _GUIDREF:
                 values = _sourced_ids(values)
             elif raw_type == pa.list_(_GUIDREF):
                 values = _without_blank_items(values, _sourced_ids(values.values))

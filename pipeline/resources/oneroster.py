@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,11 @@ AUTH_SCHEMES = ("oauth2", "oauth1")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 log = dg.get_dagster_logger("rosterbridge.oneroster")
+
+# Reads a page's rows from its JSON body, or returns None to leave the page to the client's own JSON
+# parsing (which also checks the envelope and reports a provider's statusInfoSet). It runs in the worker
+# thread that fetched the page, so the work it does there overlaps with the other pages in flight.
+PageDecoder = Callable[[bytes], Sequence | None]
 
 
 # --- Errors ------------------------------------------------------------------------------------------
@@ -208,7 +213,7 @@ class FetchStats:
 @dataclass(frozen=True)
 class Page:
     offset: int
-    rows: list
+    rows: Sequence  # the records, or what a PageDecoder made of them
     total: int | None  # X-Total-Count, when the provider sends it
     next_url: str | None  # Link rel="next", when the provider sends it (same origin only)
     says_last: bool  # the provider sends Link headers and this page has no rel="next"
@@ -280,15 +285,23 @@ class OneRosterSession:
 
     # --- collections ----------------------------------------------------------------------------
     def iter_pages(
-        self, path: str, *, envelope_keys: tuple[str, ...], params: Mapping[str, Any] | None = None
-    ) -> Iterator[list[dict]]:
+        self,
+        path: str,
+        *,
+        envelope_keys: tuple[str, ...],
+        params: Mapping[str, Any] | None = None,
+        decode: PageDecoder | None = None,
+    ) -> Iterator[Sequence]:
         """Every page of a collection, in offset order; stops at an empty page.
 
         The first page tells the effective page size (providers may cap `limit` silently) and, through
         X-Total-Count, how many rows there are. With a total the other pages are fetched concurrently;
         without one they are fetched one after another, following Link rel="next" when present.
+        Pages are lists of records, or what `decode` made of a page's body where it did not decline.
         """
-        first = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=0, limit=self.page_size)
+        first = self.fetch_page(
+            path, envelope_keys=envelope_keys, params=params, offset=0, limit=self.page_size, decode=decode
+        )
         if not first.rows:
             return
         yield first.rows
@@ -296,9 +309,9 @@ class OneRosterSession:
         step = len(first.rows)
         if first.total is not None:
             if step < first.total:
-                yield from self._pages_concurrently(path, envelope_keys, params, step=step, total=first.total)
+                yield from self._pages_concurrently(path, envelope_keys, params, decode, step=step, total=first.total)
         else:
-            yield from self._pages_in_sequence(path, envelope_keys, params, previous=first, step=step)
+            yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=first, step=step)
 
     def fetch_page(
         self,
@@ -309,15 +322,18 @@ class OneRosterSession:
         offset: int,
         limit: int,
         url: str | None = None,
+        decode: PageDecoder | None = None,
     ) -> Page:
         """One page at `offset`, or at `url`: a provider's Link rel="next" that pages by something else."""
         query = None if url else {**(params or {}), "limit": limit, "offset": offset}
         response = self._call("GET", url or path, params=query, ok=(200,), endpoint=path)
-        payload = self._json_object("GET", path, response)
-        rows = _envelope_rows(payload, envelope_keys, path)
-        status = parse_status_info(payload)
-        if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
-            log.warning("GET %s offset=%d: provider status %s", path, offset, status)
+        rows = decode(response.content) if decode else None
+        if rows is None:
+            payload = self._json_object("GET", path, response)
+            rows = _envelope_rows(payload, envelope_keys, path)
+            status = parse_status_info(payload)
+            if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
+                log.warning("GET %s offset=%d: provider status %s", path, offset, status)
         self.stats.add(pages_fetched=1)
         links = response.links
         return Page(
@@ -329,8 +345,8 @@ class OneRosterSession:
         )
 
     def _pages_concurrently(
-        self, path: str, envelope_keys: tuple[str, ...], params, *, step: int, total: int
-    ) -> Iterator[list[dict]]:
+        self, path: str, envelope_keys: tuple[str, ...], params, decode: PageDecoder | None, *, step: int, total: int
+    ) -> Iterator[Sequence]:
         offsets = iter(range(step, total, step))
         in_flight: deque[tuple[int, Future[Page]]] = deque()
         pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="oneroster-page")
@@ -339,7 +355,8 @@ class OneRosterSession:
             offset = next(offsets, None)
             if offset is not None:
                 future = pool.submit(
-                    self.fetch_page, path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step
+                    self.fetch_page, path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step,
+                    decode=decode,
                 )
                 in_flight.append((offset, future))
 
@@ -372,22 +389,24 @@ class OneRosterSession:
                     in_flight.clear()
                     if page.rows:  # an empty page is the end
                         yield page.rows
-                        yield from self._pages_in_sequence(path, envelope_keys, params, previous=page, step=step)
+                        yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=page, step=step)
                     return
-                yield page.rows[:expected]
+                yield page.rows if len(page.rows) == expected else page.rows[:expected]
                 submit_next()
             if largest_total > total:
                 # The collection grew while we read it: read on until the provider runs out.
-                tail = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=total, limit=step)
+                tail = self.fetch_page(
+                    path, envelope_keys=envelope_keys, params=params, offset=total, limit=step, decode=decode
+                )
                 if tail.rows:
                     yield tail.rows
-                    yield from self._pages_in_sequence(path, envelope_keys, params, previous=tail, step=step)
+                    yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=tail, step=step)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _pages_in_sequence(
-        self, path: str, envelope_keys: tuple[str, ...], params, *, previous: Page, step: int
-    ) -> Iterator[list[dict]]:
+        self, path: str, envelope_keys: tuple[str, ...], params, decode: PageDecoder | None, *, previous: Page, step: int
+    ) -> Iterator[Sequence]:
         page = previous
         while not page.says_last:
             offset, url = page.offset + len(page.rows), page.next_url
@@ -395,7 +414,9 @@ class OneRosterSession:
                 # The rows received say where the next page starts, even when a capped provider's link
                 # computes it from the limit asked; the link only tells that there is a next page.
                 url = None
-            page = self.fetch_page(path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=url)
+            page = self.fetch_page(
+                path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=url, decode=decode
+            )
             if not page.rows:
                 return
             yield page.rows
