@@ -16,11 +16,12 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from assets.extract import asset_key as extract_asset_key
 from pipeline import canvas_rules
 from pipeline.canvas_data_set import DISTRICT, DataSet
 from pipeline.datadir import DataDir, atomic_path
 from pipeline.partitions import add_new_terms, school_term_partitions, term_partitions, term_sourced_id
-from pipeline.resources.mapping import MappingSettings, sql_literal, sql_text
+from pipeline.resources.mapping import SOURCE_VIEWS, MappingSettings, sql_literal, sql_text
 
 GROUP = "canvas_csv"
 PREVIEW_ROWS = 5
@@ -31,17 +32,12 @@ MASK = "•••"
 Lineage = Mapping[str, tuple[tuple[str, str], ...]]  # CSV column -> ((OneRoster entity, field), ...)
 
 
-def oneroster_key(entity: str) -> dg.AssetKey:
-    return dg.AssetKey(["oneroster", entity])
-
-
 @dataclass(frozen=True)
 class CanvasFile:
     """One Canvas SIS-import CSV: its asset, its SQL and where its columns come from."""
 
     name: str  # file stem: users -> users.csv, canvas/users_csv, assets/sql/canvas_users.sql
     description: str
-    sources: tuple[str, ...]  # OneRoster entities it reads
     personal: frozenset[str] = frozenset()  # columns never shown in metadata
 
     @property
@@ -57,26 +53,19 @@ class CanvasFile:
         return sql_text(f"canvas_{self.name}").strip().rstrip(";")
 
 
-ACCOUNTS = CanvasFile("accounts", "Canvas accounts from OneRoster orgs, parents first.", ("orgs",))
-TERMS = CanvasFile("terms", "Canvas terms from the academicSessions of MAPPING_TERM_TYPES.", ("academicSessions",))
+ACCOUNTS = CanvasFile("accounts", "Canvas accounts from OneRoster orgs, parents first.")
+TERMS = CanvasFile("terms", "Canvas terms from the academicSessions of MAPPING_TERM_TYPES.")
 USERS = CanvasFile(
     "users",
     "Canvas users: staff and students (guardians when MAPPING_OBSERVERS=true) with a login_id.",
-    ("users",),
     personal=frozenset({"login_id", "first_name", "last_name", "email"}),
 )
 USER_OBSERVERS = CanvasFile(
-    "user_observers", "Guardian -> student links from OneRoster agents (header only unless MAPPING_OBSERVERS=true).", ("users",)
+    "user_observers", "Guardian -> student links from OneRoster agents (header only unless MAPPING_OBSERVERS=true)."
 )
-COURSES = CanvasFile(
-    "courses", "Canvas courses of one term (MAPPING_COURSE_MODE).", ("classes", "courses", "academicSessions", "orgs")
-)
-SECTIONS = CanvasFile("sections", "Canvas sections of one term: one per class.", ("classes", "courses", "academicSessions"))
-ENROLLMENTS = CanvasFile(
-    "enrollments",
-    "Canvas enrollments of one term, roles mapped by MAPPING_ROLES.",
-    ("enrollments", "classes", "users", "academicSessions"),
-)
+COURSES = CanvasFile("courses", "Canvas courses of one term (MAPPING_COURSE_MODE).")
+SECTIONS = CanvasFile("sections", "Canvas sections of one term: one per class.")
+ENROLLMENTS = CanvasFile("enrollments", "Canvas enrollments of one term, roles mapped by MAPPING_ROLES.")
 DISTRICT_FILES = (ACCOUNTS, TERMS, USERS, USER_OBSERVERS)
 TERM_FILES = (COURSES, SECTIONS, ENROLLMENTS)
 
@@ -180,7 +169,7 @@ def file_metadata(file: CanvasFile, mapping: MappingSettings, path: Path, rows: 
         "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
         "dagster/column_lineage": dg.TableColumnLineage(
             deps_by_column={
-                column: [dg.TableColumnDep(asset_key=oneroster_key(e), column_name=f) for e, f in deps]
+                column: [dg.TableColumnDep(asset_key=extract_asset_key(e), column_name=f) for e, f in deps]
                 for column, deps in lineage.items()
                 if deps
             }
@@ -248,7 +237,9 @@ def _spec(file: CanvasFile, *, extra_deps: tuple[dg.AssetKey, ...] = (), partiti
         file.key,
         group_name=GROUP,
         description=file.description,
-        deps=[oneroster_key(e) for e in file.sources] + list(extra_deps),
+        # Every step opens one DuckDB session over the whole snapshot (terms are found from classes,
+        # users are filtered by enrollments), so each file depends on every entity that session reads.
+        deps=[extract_asset_key(e) for e in SOURCE_VIEWS] + list(extra_deps),
         kinds={"duckdb", "csv"},
         partitions_def=school_term_partitions if partitioned else None,
     )

@@ -147,3 +147,14 @@ def test_a_term_that_left_the_snapshot_keeps_its_files(data_dir, instance):
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "is not a term of the latest snapshot" in failure.event_specific_data.error.message
     assert spring.read_bytes() == before
+
+
+def test_every_csv_asset_depends_on_every_entity_its_duckdb_session_reads():
+    # A combined run (snapshot + CSVs) must not start a CSV step before all of the snapshot exists.
+    from assets.transform import canvas_district_csvs, canvas_term_csvs
+    from pipeline.resources.mapping import SOURCE_VIEWS
+
+    read = {dg.AssetKey(["oneroster", entity]) for entity in SOURCE_VIEWS}
+    for assets_def in (canvas_district_csvs, canvas_term_csvs):
+        for key in assets_def.keys:
+            assert read <= assets_def.asset_deps[key], key
