@@ -113,10 +113,10 @@ def test_missing_scope_names_the_endpoint(env, capsys):
         ("ONEROSTER_AUTH", "saml", "ONEROSTER_AUTH must be oauth2 or oauth1"),
     ],
 )
-def test_configuration_errors_exit_2(env, capsys, variable, value, message):
+def test_configuration_errors_exit_2(env, capsys, monkeypatch, variable, value, message):
     with DemoOneRosterServer(students=10, seed=1) as srv:
         env(srv)
-        os.environ[variable] = value  # monkeypatch restores it: env() set every ONEROSTER_* through it
+        monkeypatch.setenv(variable, value)
         assert main([]) == 2
     assert message in capsys.readouterr().err
 
