@@ -3,8 +3,8 @@
 A session owns one httpx2.Client shared by its worker threads. It authenticates (see oneroster_auth),
 retries what is worth retrying (pipeline.http), turns every other failure into a `OneRosterError` that
 names the endpoint and the provider's statusInfoSet, and pages collections by limit/offset. When the
-provider reports X-Total-Count the remaining pages are fetched concurrently, yet yielded in offset order
-with at most `max_concurrency` pages held at once.
+provider reports X-Total-Count the remaining pages are fetched concurrently (`max_concurrency` requests
+at once), yet yielded in offset order, with at most READ_AHEAD × `max_concurrency` pages held at once.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ AUTH_SCHEMES = ("oauth2", "oauth1")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 log = dg.get_dagster_logger("rosterbridge.oneroster")
+
+# Pages fetched ahead of the consumer, per request in flight. With only one, every request slot idles
+# while the consumer is busy (converting a batch, writing a Parquet row group): requests wait for the
+# consumer instead of for the provider. A few pages ahead keep the requests going through such bursts.
+READ_AHEAD = 4
 
 # Reads a page's rows from its JSON body, or returns None to leave the page to the client's own JSON
 # parsing (which also checks the envelope and reports a provider's statusInfoSet). It runs in the worker
@@ -215,7 +220,8 @@ class Page:
     offset: int
     rows: Sequence  # the records, or what a PageDecoder made of them
     total: int | None  # X-Total-Count, when the provider sends it
-    next_url: str | None  # Link rel="next", when the provider sends it (same origin only)
+    next_link: str | None  # Link rel="next" as sent (see `OneRosterSession._same_origin`)
+    request_url: httpx2.URL  # what the link is relative to
     says_last: bool  # the provider sends Link headers and this page has no rel="next"
 
 
@@ -340,7 +346,9 @@ class OneRosterSession:
             offset=offset,
             rows=rows,
             total=_total_count(response),
-            next_url=self._same_origin(links.get("next", {}).get("url"), response),
+            # Resolved only when paging follows it: URL parsing is a good part of a request's CPU.
+            next_link=links.get("next", {}).get("url"),
+            request_url=response.request.url,
             says_last=bool(links) and "next" not in links,
         )
 
@@ -361,7 +369,7 @@ class OneRosterSession:
                 in_flight.append((offset, future))
 
         try:
-            for _ in range(self.max_concurrency):
+            for _ in range(self.max_concurrency * READ_AHEAD):
                 submit_next()
             largest_total = smallest_total = total
             while in_flight:
@@ -409,7 +417,7 @@ class OneRosterSession:
     ) -> Iterator[Sequence]:
         page = previous
         while not page.says_last:
-            offset, url = page.offset + len(page.rows), page.next_url
+            offset, url = page.offset + len(page.rows), self._same_origin(page.next_link, page.request_url)
             if url and _pages_by_offset(url):
                 # The rows received say where the next page starts, even when a capped provider's link
                 # computes it from the limit asked; the link only tells that there is a next page.
@@ -523,12 +531,12 @@ class OneRosterSession:
             )
         return payload
 
-    def _same_origin(self, url: str | None, response: httpx2.Response) -> str | None:
+    def _same_origin(self, url: str | None, request_url: httpx2.URL) -> str | None:
         """A Link URL resolved against the request, kept only if it points into the provider's API
         (credentials must never follow a link elsewhere)."""
         if not url:
             return None
-        resolved = str(response.request.url.join(url))
+        resolved = str(request_url.join(url))
         if resolved.startswith(self.base_url + "/"):
             return resolved
         log.warning("ignoring Link rel=next outside %s: %s", self.base_url, resolved)
