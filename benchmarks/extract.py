@@ -255,14 +255,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--latency-ms", type=int, default=20, help="latency the provider adds to every request")
     parser.add_argument(
         "--page-size", type=int, default=None,
-        help="limit= per page, the same for every loop (default 200, where (a) and (b) both hold, see docs/extract.md; 1000 with --memory)",
+        help="limit= per page, the same for every loop (default 100, OneRoster's default limit; 1000 with --memory)",
     )
     parser.add_argument("--concurrency", type=int, default=16, help="pages in flight (ONEROSTER_MAX_CONCURRENCY)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each loop; medians are reported")
     parser.add_argument("--memory", action="store_true", help="only (c): peak RSS and time of one whole extract")
     args = parser.parse_args(argv)
     students = args.students or (500_000 if args.memory else 20_000)
-    args.page_size = args.page_size or (1000 if args.memory else 200)
+    args.page_size = args.page_size or (1000 if args.memory else 100)
     print(
         f"demo provider in its own process: {students} students, {args.latency_ms} ms latency; "
         f"page size {args.page_size}, concurrency {args.concurrency}"
