@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import threading
 from collections import deque
@@ -45,6 +46,13 @@ log = dg.get_dagster_logger("rosterbridge.oneroster")
 # while the consumer is busy (converting a batch, writing a Parquet row group): requests wait for the
 # consumer instead of for the provider. A few pages ahead keep the requests going through such bursts.
 READ_AHEAD = 4
+
+
+@functools.cache
+def _tls_context():
+    """httpx2's default verifying TLS context (CA bundle, SSL_CERT_FILE as at first use), built once per
+    process: loading the CA bundle takes about 20 ms, which every session (one per asset) paid."""
+    return httpx2.create_ssl_context()
 
 # Reads a page's rows from its JSON body, or returns None to leave the page to the client's own JSON
 # parsing (which also checks the envelope and reports a provider's statusInfoSet). It runs in the worker
@@ -252,6 +260,7 @@ class OneRosterSession:
         # the concurrency, and a tighter pool would only make them queue for a connection.
         self._http = httpx2.Client(
             timeout=timeout_seconds,
+            verify=_tls_context(),
             event_hooks={"request": [lambda _request: self.stats.add(requests=1)]},
         )
 
