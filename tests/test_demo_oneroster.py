@@ -535,3 +535,13 @@ def test_options_can_change_while_the_server_runs():
         assert len(capped.json()["users"]) == 20 and "Link" not in capped.headers
         server.faults = FaultPlan(first_n=server.stats.requests + 1, statuses=(503,), retry_after_seconds=0)
         assert client.get("/orgs").status_code == 503
+
+
+def test_usernames_and_emails_are_unique_in_a_large_district():
+    # Canvas rejects a user whose login another SIS id already claimed; the demo must never produce one.
+    district = District(students=5000, seed=1)
+    users = [district.record("users", i, "http://x") for i in range(district.count("users"))]
+    usernames = [u["username"] for u in users]
+    assert len(set(usernames)) == len(usernames)
+    emails = [u["email"] for u in users if "email" in u]  # a few teachers have none, on purpose
+    assert len(set(emails)) == len(emails)

@@ -434,7 +434,10 @@ class District:
         given, family, middle = self._person(role, n, salt)
         h = _mix(self.seed, salt + 100, n)
         status = "tobedeleted" if h % 89 == 7 else "active"
-        username = f"{_ascii(given.split(' ')[0])}.{_ascii(family)}{n}"
+        # Staff numbers restart at 0 like students', so staff usernames carry their role prefix:
+        # otherwise a teacher and a student with the same name and number would share a login.
+        number = f"{n}" if role == "student" else f".{UserBlock.PREFIX[role]}{n}"
+        username = f"{_ascii(given.split(' ')[0])}.{_ascii(family)}{number}"
         rec = self._base(sid, status)
         rec["username"] = username
         rec["userIds"] = [{"type": "SIS", "identifier": f"{UserBlock.PREFIX[role].upper()}{n:0{ID_WIDTH}d}"}]
