@@ -29,10 +29,10 @@ sync: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipeline.sync
 
 ## The test suite (fast; benchmarks excluded).
-test: $(STAMP) validate
+test: $(STAMP) $(DAGSTER_HOME)/dagster.yaml validate
 	$(BIN)/python -m pytest -m "not bench"
 
-validate: $(STAMP)
+validate: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 ## Benchmarks: print figures (see BENCHMARKS.md).
@@ -45,7 +45,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## What a district runs first with new OneRoster credentials: checks them, writes nothing.
-check-connection: $(STAMP)
+check-connection: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipeline.connectivity
 
 demo-oneroster: $(STAMP)
