@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._serdes import serialize_value
 
 from assets import extract, transform, upload
 from pipeline import schedules
@@ -114,12 +115,35 @@ def test_first_sync_creates_everything_and_an_identical_sync_uploads_nothing(tmp
             capped = read_holdings(session, course_limit=1)
         assert "enrollments" not in capped.by_kind and "more than the 1 walked" in capped.unavailable["enrollments"]
 
+        assert_no_secret_or_personal_data_left(s, users)
+
         s.log.clear()
         assert s.sync().ok
         assert len(s.imports()) == len(imports), "an unchanged night uploads nothing"
         skipped = s.instance.get_latest_materialization_event(upload.DISTRICT_IMPORT).asset_materialization.metadata
         assert skipped["uploaded"].value is False
         assert "byte-identical" in skipped["skip_reason"].value
+
+
+def assert_no_secret_or_personal_data_left(s: Stack, users: list[dict[str, str]]) -> None:
+    """No credential in any file under the data dir, nor in the run events (logs, metadata, check
+    results); no e-mail address or full name of a user in the run events."""
+    issued_tokens = list(s.roster.api.tokens._tokens)
+    assert issued_tokens, "the OneRoster client authenticated with OAuth 2"
+    secrets = [DEMO_CANVAS_TOKEN, DEMO_CLIENT_SECRET, *issued_tokens]
+    for path in Path(s.data_dir.path).rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            leaked = [secret for secret in secrets if secret.encode() in content]
+            assert not leaked, f"{path} holds a credential"
+    runs = s.instance.get_runs()
+    assert runs
+    events = "\n".join(serialize_value(entry) for run in runs for entry in s.instance.all_logs(run.run_id))
+    assert not [secret for secret in secrets if secret in events], "a credential reached the Dagster event log"
+    personal = [u["email"] for u in users if u["email"]] + [f"{u['first_name']} {u['last_name']}" for u in users]
+    assert personal
+    shown = [value for value in personal if value in events]
+    assert not shown, f"personal data in the Dagster event log: {shown[:3]}"
 
 
 def drop_student_enrollment(s: Stack, term: str) -> dict[str, str]:
