@@ -18,7 +18,7 @@ import duckdb
 
 from assets.extract import asset_key as extract_asset_key
 from pipeline import canvas_rules
-from pipeline.canvas_data_set import DISTRICT, DataSet
+from pipeline.canvas_data_set import DISTRICT
 from pipeline.datadir import DataDir, atomic_path
 from pipeline.partitions import add_new_terms, school_term_partitions, term_partitions, term_sourced_id
 from pipeline.resources.mapping import SOURCE_VIEWS, MappingSettings, sql_literal, sql_text

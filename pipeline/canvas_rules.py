@@ -63,9 +63,6 @@ IDENTIFYING_FIELDS: dict[str, tuple[str, ...]] = {
     "user_observer": ("observer_id", "student_id"),
 }
 
-# Types whose rows this module checks value by value (the ones rosterbridge generates, plus xlists).
-CHECKED_TYPES = frozenset({"account", "term", "course", "section", "xlist", "user", "enrollment", "user_observer"})
-
 IGNORED_ZIP_ENTRY = re.compile(r"__macosx|desktop d[bf]|\A\..*", re.IGNORECASE)
 DELETE_SENTINEL = "<delete>"
 BUILT_IN_ROLES = {

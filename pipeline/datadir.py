@@ -100,10 +100,6 @@ class DataDir(dg.ConfigurableResource):
     def gradebook_dir(self, term: str) -> Path:
         return self.path / "gradebook" / f"term={term}"
 
-    # --- Demo servers --------------------------------------------------------------------------
-    def demo_dir(self) -> Path:
-        return self.path / "demo"
-
 
 def tonight(now: dt.datetime | None = None) -> str:
     """The snapshot name for a run starting now: the UTC date."""

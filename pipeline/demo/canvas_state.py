@@ -252,10 +252,6 @@ class DemoCanvasState:
             row["data"] = json.loads(row["data"])
         return rows
 
-    def import_errors(self, import_id: int) -> list[dict]:
-        return self.db.query("SELECT file, message, row, row_info, failure FROM sis_import_errors "
-                             "WHERE sis_import_id = ? ORDER BY id", (import_id,))
-
     def existing_ids(self) -> ExistingIds:
         with self.db.connection() as conn:
             return existing_ids(conn)
