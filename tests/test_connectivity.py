@@ -57,9 +57,17 @@ def test_reports_totals_scopes_and_no_cap(env, capsys, tmp_path):
     assert list(rows) == list(ENDPOINTS)
     for path in ENDPOINTS:
         assert rows[path][1] == str(totals[path]) and rows[path][2] == "ok"
-    assert "Effective page cap: none seen" in out or "Effective page cap: not observed" in out
+    assert "Effective page cap: not observed: every collection fits in one page" in out  # 40 students
     assert "OK: the pipeline can read this provider." in out
     assert not (tmp_path / "data").exists()  # writes nothing
+
+
+def test_full_pages_mean_no_cap_was_seen(env, capsys):
+    with DemoOneRosterServer(students=40, seed=1) as srv:
+        env(srv, ONEROSTER_PAGE_SIZE="10")
+        assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "Effective page cap: none seen: the provider returned the full 10 rows asked for" in out
 
 
 def test_reports_the_page_cap_and_unknown_totals(env, capsys):
