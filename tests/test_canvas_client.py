@@ -164,5 +164,6 @@ def test_bearer_token_never_follows_a_link_to_another_host():
             list(session.get_paginated(session.account_path("terms")))
     finally:
         server.shutdown()
+        thread.join()
         server.server_close()
     assert seen_tokens == ["Bearer t0ken"]

@@ -137,8 +137,10 @@ class DemoOneRosterServer:
         if self._httpd is None:
             return
         self._httpd.shutdown()
+        self._thread.join()
         self._httpd.server_close()
         self._httpd = None
+        self._thread = None
 
     def __enter__(self) -> "DemoOneRosterServer":
         return self.start()
