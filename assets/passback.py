@@ -217,14 +217,11 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
         for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "graded_through"]).to_pylist()
     }
     started = time.monotonic()
-    conn = connect()
     with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger, oneroster.open() as session:
         writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
-        try:
+        with connect() as conn:
             report = send_changes(conn, folder / "objects", ledger, writer, gathered=gathered, run_id=context.run.run_id,
                                   delete_line_items=passback.delete_line_items, log=context.log.info)
-        finally:
-            conn.close()
         rejections = ledger.rejections(ROWS_SHOWN)
         outstanding = ledger.rejection_count()
         held = ledger.counts()

@@ -96,17 +96,17 @@ def _objects(root: Path, snapshot: SnapshotPaths, settings: PassbackSettings) ->
 
 
 def _fill_ledger(ledger: Ledger, objects_dir: Path) -> int:
-    conn = duckdb.connect()
-    reader = conn.sql(
-        f"SELECT sourced_id, 'result' AS kind, sis_course_id, line_item_id, payload_hash FROM read_parquet({sql_path(objects_dir / 'results.parquet')}) "
-        f"UNION ALL SELECT sourced_id, kind, sis_course_id, NULL, payload_hash FROM read_parquet({sql_path(objects_dir / 'line_items.parquet')}) "
-        f"UNION ALL SELECT sourced_id, 'category', NULL, NULL, payload_hash FROM read_parquet({sql_path(objects_dir / 'categories.parquet')})"
-    ).to_arrow_reader(50_000)
     count = 0
-    for batch in reader:
-        rows = batch.to_pylist()
-        ledger.record([Accepted(r["sourced_id"], r["kind"], r["sis_course_id"], r["line_item_id"], r["payload_hash"], 201) for r in rows])
-        count += len(rows)
+    with duckdb.connect() as conn:
+        reader = conn.sql(
+            f"SELECT sourced_id, 'result' AS kind, sis_course_id, line_item_id, payload_hash FROM read_parquet({sql_path(objects_dir / 'results.parquet')}) "
+            f"UNION ALL SELECT sourced_id, kind, sis_course_id, NULL, payload_hash FROM read_parquet({sql_path(objects_dir / 'line_items.parquet')}) "
+            f"UNION ALL SELECT sourced_id, 'category', NULL, NULL, payload_hash FROM read_parquet({sql_path(objects_dir / 'categories.parquet')})"
+        ).to_arrow_reader(50_000)
+        for batch in reader:
+            rows = batch.to_pylist()
+            ledger.record([Accepted(r["sourced_id"], r["kind"], r["sis_course_id"], r["line_item_id"], r["payload_hash"], 201) for r in rows])
+            count += len(rows)
     return count
 
 
