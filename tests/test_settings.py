@@ -21,10 +21,13 @@ def test_readme_documents_every_setting():
 
 
 def test_env_example_never_carries_a_secret_value():
+    secret_values = {}
     for line in settings.render_env_example().splitlines():
         match = re.match(r"^([A-Z_0-9]+)=(.*)$", line)
         if match and settings.BY_NAME[match.group(1)].secret:
-            assert match.group(2) == ""
+            secret_values[match.group(1)] = match.group(2)
+    assert secret_values == {s.name: "" for s in settings.SETTINGS if s.secret}
+    assert "CANVAS_ACCESS_TOKEN" in secret_values and "ONEROSTER_CLIENT_SECRET" in secret_values
 
 
 def test_secrets_cannot_be_read_as_plain_settings(monkeypatch):
