@@ -135,6 +135,18 @@ def test_base_url_rejected(url, message):
         validate_base_url(url)
 
 
+@pytest.mark.xfail(strict=True, reason="known leak, owner of pipeline/resources/oneroster.py to fix: "
+                   "validate_base_url quotes the whole URL before it rejects embedded credentials")
+@pytest.mark.parametrize("url", [
+    "http://admin:hunter2@sis.example.org/ims/oneroster/v1p1",  # plain http
+    "https://admin:hunter2@sis.example.org/oneroster",  # wrong path
+])
+def test_base_url_errors_never_quote_embedded_credentials(url):
+    with pytest.raises(ValueError) as raised:
+        validate_base_url(url)
+    assert "hunter2" not in str(raised.value)
+
+
 def test_resource_repr_hides_secrets():
     client = OneRosterClient(
         base_url="https://sis.example.org/ims/oneroster/v1p1",
