@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import io
-import threading
+import json
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import dagster as dg
 import pytest
 
 from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, CanvasFaultPlan, CanvasThrottle, DemoCanvasServer
 from pipeline.resources.canvas import CanvasClient, CanvasError, canvas_from_env, validate_base_url
+from tests.stub_http import QuietHandler, serving
 
 USERS = "user_id,login_id,first_name,last_name,status\n" + "".join(
     f"u{i},login{i},First{i},Last{i},active\n" for i in range(25)
@@ -138,32 +138,31 @@ def test_configuration_contract(monkeypatch):
     assert "hunter2" not in str(raised.value)
 
 
+def test_an_error_body_echoing_the_authorization_header_does_not_put_the_token_in_the_error():
+    class EchoingProxy(QuietHandler):
+        def do_GET(self):  # noqa: N802 - stdlib hook name
+            body = json.dumps({"errors": [{"message": f"denied for {self.headers['Authorization']}"}]}).encode()
+            self.answer(401, "application/json", body)
+
+    with serving(EchoingProxy) as root:
+        canvas = CanvasClient(base_url=root, access_token="echoed-token-31f9")
+        with canvas.open() as session, pytest.raises(CanvasError) as raised:
+            session.get(session.account_path("terms"))
+    assert raised.value.status_code == 401 and "denied for Bearer ***" in raised.value.message
+    assert "echoed-token-31f9" not in str(raised.value) + repr(raised.value)
+
+
 def test_bearer_token_never_follows_a_link_to_another_host():
     seen_tokens = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):  # noqa: N802 - stdlib hook name
             seen_tokens.append(self.headers.get("Authorization"))
-            body = b"[]"
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Link", '<http://198.51.100.7/api/v1/accounts/self/terms?page=2>; rel="next"')
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, "application/json", b"[]",
+                        {"Link": '<http://198.51.100.7/api/v1/accounts/self/terms?page=2>; rel="next"'})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        canvas = CanvasClient(base_url=f"http://127.0.0.1:{server.server_address[1]}", access_token="t0ken")
+    with serving(Handler) as root:
+        canvas = CanvasClient(base_url=root, access_token="t0ken")
         with canvas.open() as session, pytest.raises(CanvasError, match="another host"):
             list(session.get_paginated(session.account_path("terms")))
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
     assert seen_tokens == ["Bearer t0ken"]

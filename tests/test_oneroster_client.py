@@ -7,13 +7,13 @@ import datetime as dt
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer, FaultPlan
 from pipeline.demo.provider_auth import TokenIssuer
 from pipeline.resources.oneroster import OneRosterClient, OneRosterError, dateLastModified_filter
+from tests.stub_http import QuietHandler, serving
 
 STUDENTS = 120
 USERS = ("users", "students", "teachers")
@@ -276,38 +276,20 @@ def test_vendor_header_is_sent_when_configured():
 def test_a_provider_echoing_the_authorization_header_does_not_put_the_token_in_the_error():
     token, secret = "issued-access-token-8c1e", "client-secret-5d27"
 
-    class EchoingProvider(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _answer(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class EchoingProvider(QuietHandler):
         def do_POST(self):  # noqa: N802 - stdlib hook name
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._answer(200, "application/json",
-                         json.dumps({"access_token": token, "token_type": "bearer", "expires_in": 3600}).encode())
+            self.answer(200, "application/json",
+                        json.dumps({"access_token": token, "token_type": "bearer", "expires_in": 3600}).encode())
 
         def do_GET(self):  # noqa: N802 - stdlib hook name
-            self._answer(400, "text/plain", f"malformed request; Authorization: {self.headers['Authorization']}".encode())
+            self.answer(400, "text/plain", f"malformed request; Authorization: {self.headers['Authorization']}".encode())
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingProvider)
-    thread = threading.Thread(target=server.serve_forever)
-    thread.start()
-    try:
-        root = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(EchoingProvider) as root:
         client = OneRosterClient(base_url=root + "/ims/oneroster/v1p1", token_url=root + "/token",
                                  client_id=DEMO_CLIENT_ID, client_secret=secret, max_retries=0)
         with client.open() as session, pytest.raises(OneRosterError) as caught:
             session.get("/orgs")
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
     assert caught.value.status_code == 400 and "malformed request" in str(caught.value)
     assert token not in str(caught.value) + repr(caught.value)
 

@@ -105,6 +105,8 @@ class CanvasSession:
         self._sleep = sleep
         self.stats = CanvasStats()
         self._log = dg.get_dagster_logger("rosterbridge.canvas")
+        # Redacted from every error message, in case Canvas (or a proxy in front of it) echoes the header.
+        self._token = http.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
     # --- plumbing --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
@@ -121,11 +123,14 @@ class CanvasSession:
             response = send_with_retries(send, self._policy, is_retryable=retryable, on_retry=on_retry,
                                          sleep=self._sleep)
         except httpx2.TransportError as exc:
-            raise CanvasError(None, _shown(path), f"{type(exc).__name__}: {exc}") from None
+            raise CanvasError(None, _shown(path), self._redact(f"{type(exc).__name__}: {exc}")) from None
         if response.status_code >= 400:
-            raise CanvasError(response.status_code, _shown(path), canvas_message(response))
+            raise CanvasError(response.status_code, _shown(path), self._redact(canvas_message(response)))
         self._pause_if_bucket_low(response)
         return response
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
 
     def _pause_if_bucket_low(self, response: httpx2.Response) -> None:
         """Slow down before Canvas throttles: its leaky bucket refills while we wait."""
