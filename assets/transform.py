@@ -20,6 +20,7 @@ from assets.extract import asset_key as extract_asset_key
 from pipeline import canvas_rules
 from pipeline.canvas_data_set import DISTRICT
 from pipeline.datadir import DataDir, atomic_path
+from pipeline.markdown import markdown_table
 from pipeline.partitions import add_new_terms, school_term_partitions, term_partitions, term_sourced_id
 from pipeline.resources.mapping import SOURCE_VIEWS, MappingSettings, sql_literal, sql_text
 
@@ -150,14 +151,8 @@ def preview(path: Path, personal: frozenset[str]) -> dg.MetadataValue:
         header = next(reader)
         rows = list(itertools.islice(reader, PREVIEW_ROWS))
 
-    def cell(column: str, value: str) -> str:
-        if column in personal and value:
-            return MASK
-        return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c, v) for c, v in zip(header, row)) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
+    masked = [[MASK if column in personal and value else value for column, value in zip(header, row)] for row in rows]
+    return dg.MetadataValue.md(markdown_table(header, masked))
 
 
 def file_metadata(file: CanvasFile, mapping: MappingSettings, path: Path, rows: int, columns: list[str]) -> dict:

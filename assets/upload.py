@@ -17,6 +17,7 @@ from pydantic import Field
 from pipeline.canvas_data_set import DISTRICT, DISTRICT_FILES, TERM_FILES, DataSet
 from pipeline.canvas_diff import DataSetDiff, diff_data_set
 from pipeline.datadir import DataDir
+from pipeline.markdown import markdown_table
 from pipeline.partitions import school_term_partitions
 from pipeline.resources.canvas import FAILURE_STATES, CanvasClient, CanvasSession, CanvasUploadPolicy
 from pipeline.resources.mapping import MappingSettings
@@ -115,10 +116,8 @@ def _import_metadata(sis_import: dict[str, Any], messages: list[dict[str, Any]])
                     metadata[f"statistics/{name}/{kind}"] = count
     if messages:
         shown = messages[:MESSAGES_IN_METADATA]
-        table = "| severity | file | row | message |\n|---|---|---|---|\n" + "\n".join(
-            f"| {m['severity']} | {m['file']} | {m['row'] if m['row'] is not None else ''} | "
-            f"{str(m['message']).replace('|', '/')} |" for m in shown
-        )
+        table = markdown_table(["severity", "file", "row", "message"],
+                               [(m["severity"], m["file"], m["row"], m["message"]) for m in shown])
         if len(messages) > len(shown):
             table += f"\n\n{len(messages) - len(shown)} more in the result file."
         metadata["canvas/messages"] = dg.MetadataValue.md(table)
@@ -279,9 +278,7 @@ def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.Materia
     blocked = diff.mass_deletes(policy.mass_delete_threshold_percent)
     sample = [row | {"file": f.file} for f in diff.files for row in f.sample]
     columns = ["file", "change"] + sorted({k for row in sample for k in row} - {"file", "change"})
-    table = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n" + "\n".join(
-        "| " + " | ".join(str(row.get(c) or "") for c in columns) + " |" for row in sample
-    )
+    table = markdown_table(columns, [[row.get(c) for c in columns] for row in sample])
     return dg.MaterializeResult(metadata={
         "data_set": data_set.name,
         "compared_with_import_id": (data_set.last_import() or {}).get("import_id") or 0,
