@@ -9,6 +9,7 @@ import pickle
 import dagster as dg
 import httpx2
 import pytest
+from authlib.oauth2.rfc6749 import OAuth2Token
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, RequestValidator, SignatureOnlyEndpoint
 
 from pipeline.resources.oneroster import (
@@ -21,7 +22,7 @@ from pipeline.resources.oneroster import (
     parse_status_info,
     validate_base_url,
 )
-from pipeline.resources.oneroster_auth import OAuth1Signer
+from pipeline.resources.oneroster_auth import AccessToken, OAuth1Signer
 
 SECRET = "s3cr3t-consumer-secret"
 
@@ -300,3 +301,9 @@ def test_oauth1_rejects_unknown_signature_method():
     with pytest.raises(ValueError, match="HMAC-SHA256, HMAC-SHA1"):
         OAuth1Signer("consumer-key", SECRET, "RSA-SHA1")
     assert SECRET not in repr(OAuth1Signer("consumer-key", SECRET, "HMAC-SHA1"))
+
+
+def test_access_token_repr_hides_the_token():
+    token = AccessToken(OAuth2Token.from_dict({"access_token": "bearer-8d41", "token_type": "bearer", "scope": "a b"}), 1.0)
+    assert token.scopes == ["a", "b"]
+    assert "bearer-8d41" not in repr(token) + str(token)

@@ -100,7 +100,7 @@ class TokenRequestError(Exception):
 
 @dataclass(frozen=True)
 class AccessToken:
-    value: OAuth2Token
+    value: OAuth2Token = field(repr=False)  # the bearer token itself
     renew_at: float  # time.monotonic() after which the token is renewed before use
 
     @property
