@@ -92,6 +92,7 @@ def export_writers(export_dir: Path) -> Iterator[dict[str, _BatchedWriter]]:
         for name, schema in SCHEMAS.items():
             tmp = stack.enter_context(atomic_path(export_path(export_dir, name)))
             parquet = pq.ParquetWriter(tmp, schema)
+            stack.callback(parquet.close)  # on a failed export too, before its temporary file goes
             writers[name] = _BatchedWriter(parquet, schema)
         yield writers
         for batched in writers.values():
