@@ -263,6 +263,7 @@ def test_record_shape_and_hard_cases(api):
     assert any(e["status"] == "tobedeleted" for e in enrollments)
     by_id = {u["sourcedId"]: u for u in users}
     student = by_id["stu-0000000"]
+    assert student["agents"], "every demo student has one or two guardians"
     for agent in student["agents"]:
         assert by_id[agent["sourcedId"]]["agents"][0]["sourcedId"] == "stu-0000000"
     assert all(u["dateLastModified"] == "2026-07-01T12:00:00.000Z" for u in users)
