@@ -27,7 +27,7 @@ from pipeline.passback.config import PassbackSettings
 from pipeline.passback.ledger import LEDGER_FILE
 from pipeline.passback_sensor import grade_change_sensor
 from pipeline.sync import run_sync
-from tests.test_e2e_sync import NIGHT
+from tests.test_e2e_sync import NIGHT, assert_no_secret_or_personal_data_left
 from tests.test_e2e_sync import Stack as SyncStack
 from tests.test_e2e_sync import stack as sync_stack
 
@@ -252,3 +252,5 @@ def test_seeded_grades_reach_the_sis_then_only_changes_and_rejections_are_retrie
         metadata = s.run(sixth)[0].get_asset_materialization_events()[-1].materialization.metadata
         assert metadata["rejections_outstanding"].value == 0
         assert s.provider_results()[refused] == ("fully graded", 2.0)
+        # Gradebook exports, objects, ledgers and the passback runs' events hold no credential or name either.
+        assert_no_secret_or_personal_data_left(s, s.csv_rows("district", "users"))
