@@ -271,8 +271,6 @@ def test_vendor_header_is_sent_when_configured():
             assert "wrong-vendor-secret" not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="known leak, owner of pipeline/resources/oneroster.py to fix: "
-                   "OneRosterSession._redact knows the client secret and vendor headers, not the OAuth access token")
 def test_a_provider_echoing_the_authorization_header_does_not_put_the_token_in_the_error():
     token, secret = "issued-access-token-8c1e", "client-secret-5d27"
 

@@ -136,8 +136,6 @@ def test_base_url_rejected(url, message):
         validate_base_url(url)
 
 
-@pytest.mark.xfail(strict=True, reason="known leak, owner of pipeline/resources/oneroster.py to fix: "
-                   "validate_base_url quotes the whole URL before it rejects embedded credentials")
 @pytest.mark.parametrize("url", [
     "http://admin:hunter2@sis.example.org/ims/oneroster/v1p1",  # plain http
     "https://admin:hunter2@sis.example.org/oneroster",  # wrong path

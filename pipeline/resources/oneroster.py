@@ -552,8 +552,10 @@ class OneRosterSession:
         return None
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        issued = self._tokens.issued_values() if self._tokens is not None else ()
+        for secret in (*self._secrets, *issued):
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
         return text
 
 
@@ -594,6 +596,9 @@ def validate_base_url(url: str) -> str:
     ends in /ims/oneroster/v1p1."""
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
+    # Checked first, because the messages below quote the URL.
+    if parts.username or parts.password or parts.query:
+        raise ValueError("ONEROSTER_BASE_URL must not carry credentials or a query string")
     if not parts.path.endswith(BASE_PATH) or not parts.hostname:
         raise ValueError(
             f"ONEROSTER_BASE_URL must be the provider's URL ending in {BASE_PATH} "
@@ -601,8 +606,6 @@ def validate_base_url(url: str) -> str:
         )
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
         raise ValueError(f"ONEROSTER_BASE_URL must use https (plain http only for 127.0.0.1), got {url!r}")
-    if parts.username or parts.password or parts.query:
-        raise ValueError("ONEROSTER_BASE_URL must not carry credentials or a query string")
     return url
 
 
