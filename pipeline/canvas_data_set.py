@@ -104,6 +104,7 @@ class DataSet:
     # --- last successful import ----------------------------------------------------------------
     def last_import(self) -> dict[str, Any] | None:
         """The record of the last successful import ({import_id, workflow_state, sha256, ...}), if any."""
+        self._restore_interrupted_swap()
         record = self.directory / LAST_IMPORTED / IMPORT_RECORD
         if not record.is_file():
             return None
@@ -117,7 +118,8 @@ class DataSet:
     def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:
         """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old."""
         staging = self.directory / f".{LAST_IMPORTED}.new"
-        retired = self.directory / f".{LAST_IMPORTED}.old"
+        retired = self._retired_baseline
+        self._restore_interrupted_swap()
         for leftover in (staging, retired):
             shutil.rmtree(leftover, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -136,6 +138,17 @@ class DataSet:
             os.replace(current, retired)
         os.replace(staging, current)
         shutil.rmtree(retired, ignore_errors=True)
+
+    @property
+    def _retired_baseline(self) -> Path:
+        return self.directory / f".{LAST_IMPORTED}.old"
+
+    def _restore_interrupted_swap(self) -> None:
+        """A process stopped between the two renames of `record_successful_import` leaves only the retired
+        baseline: it is still the last successful import (the guard and the diff must see it, not none)."""
+        current = self.directory / LAST_IMPORTED
+        if not current.exists() and self._retired_baseline.is_dir():
+            os.replace(self._retired_baseline, current)
 
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_text(self.result_path, json.dumps(result, indent=2, sort_keys=True, default=str))

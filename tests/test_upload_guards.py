@@ -106,6 +106,20 @@ def test_unchanged_detection_and_baseline_swap(data_dir):
     assert sorted(p.name for p in data_set.directory.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_baseline_swap_stopped_between_its_renames_keeps_the_old_baseline(data_dir):
+    data_set = write_district(data_dir, user_rows(range(5)))
+    baseline(data_set, import_id=7)
+    # The process died after retiring the old baseline and before moving the new one in.
+    (data_set.directory / "last_imported").rename(data_set.directory / ".last_imported.old")
+    assert data_set.last_import()["import_id"] == 7
+    assert data_set.last_imported_path("users").read_text() == USERS_HEADER + user_rows(range(5))
+    (data_set.directory / "last_imported").rename(data_set.directory / ".last_imported.old")
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(6)))
+    baseline(data_set, import_id=8)
+    assert data_set.last_import()["import_id"] == 8
+    assert not (data_set.directory / ".last_imported.old").exists()
+
+
 def test_zip_is_deterministic_and_holds_every_csv(data_dir):
     data_set = write_district(data_dir, user_rows(range(5)))
     first = data_set.build_zip().read_bytes()
