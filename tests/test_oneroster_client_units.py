@@ -305,3 +305,15 @@ def test_access_token_repr_hides_the_token():
     token = AccessToken(OAuth2Token.from_dict({"access_token": "bearer-8d41", "token_type": "bearer", "scope": "a b"}), 1.0)
     assert token.scopes == ["a", "b"]
     assert "bearer-8d41" not in repr(token) + str(token)
+
+
+@pytest.mark.parametrize("token_url, message", [
+    ("http://sis.example.org/oauth/token", "ONEROSTER_TOKEN_URL must use https"),
+    ("https://admin:hunter2@sis.example.org/oauth/token", "ONEROSTER_TOKEN_URL must not carry credentials"),
+])
+def test_token_url_must_keep_the_client_secret_safe(token_url, message):
+    client = OneRosterClient(base_url="https://sis.example.org/ims/oneroster/v1p1", client_id="id",
+                             client_secret=SECRET, token_url=token_url)
+    with pytest.raises(ValueError, match=message) as raised:
+        client.open()
+    assert "hunter2" not in str(raised.value) and SECRET not in str(raised.value)

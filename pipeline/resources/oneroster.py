@@ -9,7 +9,6 @@ at once), yet yielded in offset order, with at most READ_AHEAD × `max_concurren
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import json
@@ -705,8 +704,8 @@ class OneRosterClient(dg.ConfigurableResource):
         if auth == "oauth2":
             if not token_url:
                 problems.append("ONEROSTER_TOKEN_URL must be set for oauth2")
-            elif urlsplit(token_url).scheme not in ("https", "http"):
-                problems.append(f"ONEROSTER_TOKEN_URL must be an http(s) URL, got {token_url!r}")
+            else:
+                problems.extend(_token_url_problems(token_url))
             if self.token_auth_method not in TOKEN_AUTH_METHODS:
                 problems.append(f"ONEROSTER_TOKEN_AUTH_METHOD must be basic or post, got {self.token_auth_method!r}")
         if auth == "oauth1" and self.oauth1_signature_method not in OAUTH1_SIGNATURE_METHODS:
@@ -723,6 +722,16 @@ class OneRosterClient(dg.ConfigurableResource):
             problems.append(f"ONEROSTER_MAX_RETRIES must be 0 or more, got {self.max_retries}")
         if problems:
             raise ValueError("OneRoster client misconfigured: " + "; ".join(problems))
+
+
+def _token_url_problems(token_url: str) -> list[str]:
+    """The token request carries the client secret: https only (http for loopback), never a userinfo part."""
+    parts = urlsplit(token_url)
+    if parts.username or parts.password:
+        return ["ONEROSTER_TOKEN_URL must not carry credentials"]  # so the URL is not quoted
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return [f"ONEROSTER_TOKEN_URL must use https (plain http only for 127.0.0.1), got {token_url!r}"]
+    return []
 
 
 def oneroster_from_env() -> OneRosterClient:
@@ -749,10 +758,3 @@ def oneroster_from_env() -> OneRosterClient:
         if settings.is_set("ONEROSTER_EXTRA_HEADERS"):
             config["extra_headers_json"] = dg.EnvVar("ONEROSTER_EXTRA_HEADERS")
     return OneRosterClient(**config)
-
-
-@contextlib.contextmanager
-def resolved_session(client: OneRosterClient) -> Iterator[OneRosterSession]:
-    """Open `client` outside a Dagster run (CLI tools): dg.EnvVar fields are resolved first."""
-    with client.process_config_and_initialize().open() as session:
-        yield session
