@@ -12,6 +12,7 @@ import collections
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +33,9 @@ GROUP = "oneroster"
 # Rows per Parquet row group: large enough for good compression and scans, small enough that a
 # batch of pages in flight stays a few tens of MB.
 ROW_GROUP_ROWS = 65_536
-# Rows converted and checked at once: amortises per-call costs when the provider's pages are small.
-CONVERT_BATCH_ROWS = 2_000
+# Rows converted and checked at once: amortises per-call costs when the provider's pages are small
+# (0.3–0.4 µs per row at 2,000, 0.15–0.25 at 8,000, for enrollments and users in pages of 100).
+CONVERT_BATCH_ROWS = 8_000
 # DuckDB spills to disk beyond this, which keeps the snapshot checks of 4M enrollments bounded.
 DUCKDB_MEMORY_LIMIT = "1GB"
 
@@ -105,6 +107,7 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
         )
     converter = PageConverter(entity)
     with (
+        _SnapshotChecker(report.path.parent, entity.name) as checker,
         atomic_path(report.rejects_path) as rejects_tmp,
         pq.ParquetWriter(rejects_tmp, REJECTS) as rejects,
         atomic_path(report.path) as staging,
@@ -120,8 +123,10 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
                     report.rejects_by_rule.update((p.rule, p.field) for p in problems)
                 batches.add(table)
             batches.flush()
-        with tempfile.TemporaryDirectory(dir=report.path.parent, prefix=f".{entity.name}.duckdb.") as spill:
-            _apply_snapshot_rules(entity, staging, referenced, spill, rejects, report)
+        rows_to_drop = _apply_snapshot_rules(entity, staging, referenced, checker.connection(), rejects, report)
+        checker.close()  # the rewrite does not need DuckDB's memory or spill files
+        if len(rows_to_drop):
+            _rewrite_without(staging, entity.schema, rows_to_drop)
         report.rows = pq.ParquetFile(staging).metadata.num_rows
     return report
 
@@ -157,19 +162,58 @@ def _normalised(
     return table, checks.record_problems(entity, table, problems), records
 
 
+class _SnapshotChecker:
+    """The step's DuckDB connection (spilling to a private directory next to the snapshot), opened in
+    a background thread while the first pages are on their way: opening it costs about 10 ms of CPU
+    that would otherwise be spent after the stream, when nothing else is waiting."""
+
+    def __init__(self, directory: Path, entity: str):
+        self._directory, self._entity = directory, entity
+        self._spill: tempfile.TemporaryDirectory | None = None
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    def __enter__(self) -> "_SnapshotChecker":
+        self._opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-duckdb")
+        self._opening = self._opener.submit(self._open)
+        return self
+
+    def _open(self) -> None:
+        self._directory.mkdir(parents=True, exist_ok=True)
+        self._spill = tempfile.TemporaryDirectory(dir=self._directory, prefix=f".{self._entity}.duckdb.")
+        config = {"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": self._spill.name, "preserve_insertion_order": False}
+        self._conn = duckdb.connect(":memory:", config=config)
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        self._opening.result()
+        assert self._conn is not None
+        return self._conn
+
+    def close(self) -> None:
+        self._opener.shutdown(wait=True)
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        finally:
+            if self._spill is not None:
+                self._spill.cleanup()
+            self._conn = self._spill = None
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
 def _apply_snapshot_rules(
-    entity: Entity, staging: Path, referenced: dict[str, Path], spill: str, rejects: pq.ParquetWriter, report: ExtractReport
-) -> None:
-    config = {"memory_limit": DUCKDB_MEMORY_LIMIT, "temp_directory": spill, "preserve_insertion_order": False}
-    with duckdb.connect(":memory:", config=config) as conn:
-        found = checks.snapshot_problems(conn, entity.name, entity.schema, staging, referenced)
-        for batch in found.rejects:
-            rejects.write_batch(batch.cast(REJECTS))
-        for rule, field_, count in found.counts:
-            report.rejects_by_rule[(rule, field_)] += count
-    if len(found.rows_to_drop):
-        report.rejected_records += len(found.rows_to_drop)
-        _rewrite_without(staging, entity.schema, found.rows_to_drop)
+    entity: Entity, staging: Path, referenced: dict[str, Path], conn: duckdb.DuckDBPyConnection,
+    rejects: pq.ParquetWriter, report: ExtractReport,
+) -> np.ndarray:
+    """Writes the rejects of the snapshot rules and counts them; returns the rows to leave out."""
+    found = checks.snapshot_problems(conn, entity.name, entity.schema, staging, referenced)
+    for batch in found.rejects:
+        rejects.write_batch(batch.cast(REJECTS))
+    for rule, field_, count in found.counts:
+        report.rejects_by_rule[(rule, field_)] += count
+    report.rejected_records += len(found.rows_to_drop)
+    return found.rows_to_drop
 
 
 def _rewrite_without(path: Path, schema: pa.Schema, rows: np.ndarray) -> None:

@@ -56,6 +56,21 @@ def test_good_records_flow_and_bad_ones_go_to_rejects_with_their_rule(data_dir):
     ]
 
 
+def test_every_later_copy_of_a_sourced_id_names_where_the_kept_one_is(data_dir):
+    pages = [[org("o1"), org("o2"), org("o1", name="twice")], [org("o3"), org("o2", name="again"), org("o1", name="thrice")]]
+    report = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
+
+    table = pq.read_table(report.path)
+    assert table.column("sourcedId").to_pylist() == ["o1", "o2", "o3"]
+    assert table.column("name").to_pylist() == ["School o1", "School o2", "School o3"]
+    assert report.rejects_by_rule == {("duplicate_sourcedId", "sourcedId"): 3}
+    assert [(r["sourcedId"], r["message"]) for r in rejects_of(report)] == [
+        ("o1", "sourcedId o1 already appeared at record 1; the first one is kept"),
+        ("o2", "sourcedId o2 already appeared at record 2; the first one is kept"),
+        ("o1", "sourcedId o1 already appeared at record 1; the first one is kept"),
+    ]
+
+
 def test_decoded_pages_give_the_same_snapshot_and_rejects_as_pages_of_records(data_dir, tmp_path):
     from pipeline.datadir import DataDir
 
