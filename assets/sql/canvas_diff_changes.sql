@@ -3,25 +3,24 @@
 -- or unchanged. Records are matched on Canvas's identifying columns ($key_columns); only changed
 -- records keep their values, for the masked sample.
 CREATE OR REPLACE TEMP TABLE changes AS
-WITH previous_rows AS (
-    SELECT to_json(p) AS row_json
+WITH sides AS (
+    SELECT 'previous' AS side, to_json(p) AS row_json
     FROM read_csv($previous, header = true, all_varchar = true) AS p
     WHERE $has_previous
-), current_rows AS (
-    SELECT to_json(c) AS row_json
+    UNION ALL
+    SELECT 'current' AS side, to_json(c) AS row_json
     FROM read_csv($current, header = true, all_varchar = true) AS c
+), keyed AS (
+    SELECT side,
+           array_to_string(list_transform($key_columns, lambda k: coalesce(row_json ->> k, '')), '|') AS row_key,
+           lower(coalesce(row_json ->> 'status', '')) AS status,
+           md5(row_json::VARCHAR) AS row_hash,
+           row_json
+    FROM sides
 ), previous_keyed AS (
-    SELECT array_to_string(list_transform($key_columns, lambda k: coalesce(row_json ->> k, '')), '|') AS row_key,
-           lower(coalesce(row_json ->> 'status', '')) AS status,
-           md5(row_json::VARCHAR) AS row_hash,
-           row_json
-    FROM previous_rows
+    SELECT * EXCLUDE (side) FROM keyed WHERE side = 'previous'
 ), current_keyed AS (
-    SELECT array_to_string(list_transform($key_columns, lambda k: coalesce(row_json ->> k, '')), '|') AS row_key,
-           lower(coalesce(row_json ->> 'status', '')) AS status,
-           md5(row_json::VARCHAR) AS row_hash,
-           row_json
-    FROM current_rows
+    SELECT * EXCLUDE (side) FROM keyed WHERE side = 'current'
 ), classified AS (
     SELECT coalesce(c.row_key, p.row_key) AS row_key,
            c.row_key IS NOT NULL AS in_current,
