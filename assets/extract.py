@@ -94,7 +94,7 @@ class UpstreamNotExtracted(Exception):
 def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir, snapshot: str) -> ExtractReport:
     """Stream `pages` of `entity` into the snapshot's Parquet file and rejects file.
 
-    A page is a list of records, or a `DecodedPage` (the client's pages with `PageConverter.decode`).
+    A page is a list of records, or a `DecodedPage` (the client's pages with `PageConverter.decode_many`).
     """
     report = ExtractReport(data_dir.entity_path(snapshot, entity.name), data_dir.rejects_path(snapshot, entity.name))
     referenced = {target: data_dir.entity_path(snapshot, target) for _, target in checks.REFERENCES[entity.name]}
@@ -343,7 +343,7 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
         snapshot = snapshot_of_run(context)
         with oneroster.open() as session:
             pages = session.iter_pages(
-                entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode
+                entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode_many
             )
             try:
                 report = write_snapshot(entity, pages, data_dir, snapshot)

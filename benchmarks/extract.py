@@ -134,7 +134,7 @@ def client_pages_only(provider: Provider, page_size: int, concurrency: int) -> i
         return sum(
             len(page)
             for entity in (ENTITIES[name] for name in DEFAULT_ENTITIES)
-            for page in session.iter_pages(entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode)
+            for page in session.iter_pages(entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode_many)
         )
 
 
@@ -174,7 +174,7 @@ def sequential_extract(provider: Provider, page_size: int, root: str) -> int:
         for name in DEFAULT_ENTITIES:
             entity = ENTITIES[name]
 
-            def pages(entity=entity, decode=PageConverter(entity).decode):
+            def pages(entity=entity, decode=PageConverter(entity).decode_many):
                 offset = 0
                 while True:
                     page = session.fetch_page(

@@ -301,3 +301,40 @@ def test_the_demo_district_pages_are_decoded_with_identical_rows(entity):
     assert all(d is not None for d in decoded)
     table, problems = converter.convert_decoded(decoded)
     assert problems == [] and table.equals(converter._convert_in_python(records)[0])
+
+
+DECLINED_PAGES = [
+    body("users", [a_user()], statusInfoSet=[{"imsx_codeMajor": "success", "imsx_severity": "warning"}]),
+    body("users", [a_user(), None]),
+    body("users", None),
+    json.dumps({"people": [a_user()]}).encode(),
+    b'{"users": []}\n{"users": []}',
+    b"<html>busy</html>",
+    body("users", [a_user(enabledUser=True)]),  # the JSON reader takes booleans as text only
+]
+
+
+@pytest.mark.parametrize("declined", range(len(DECLINED_PAGES)))
+def test_pages_read_together_are_read_as_each_alone_and_one_bad_page_spoils_no_other(declined):
+    converter = PageConverter(ENTITIES["users"])
+    good = [body("users", [a_user(f"usr-{page}-{i}", enabledUser="true") for i in range(3)]) for page in range(3)]
+    bodies = [good[0], DECLINED_PAGES[declined], good[1], good[2]]
+    together = converter.decode_many(bodies)
+    alone = [converter.decode(page) for page in bodies]
+    assert together[1] is None and alone[1] is None
+    assert all(page is not None for page in alone[:1] + alone[2:])
+    for batch_page, single_page, page in zip(together, alone, bodies):
+        if page is not DECLINED_PAGES[declined]:
+            assert batch_page.raw.equals(single_page.raw) and list(batch_page) == json.loads(page)["users"]
+
+
+def test_pages_read_together_keep_their_page_boundaries():
+    converter = PageConverter(ENTITIES["users"])
+    bodies = [
+        body("users", [a_user(f"usr-{page}-{i}", enabledUser="false") for i in range(size)])
+        for page, size in enumerate((2, 0, 5, 1))
+    ]
+    pages = converter.decode_many(bodies)
+    assert [len(p) for p in pages] == [2, 0, 5, 1]
+    assert [[r["sourcedId"] for r in p] for p in pages][2] == [f"usr-2-{i}" for i in range(5)]
+    assert [p.raw.field("sourcedId").to_pylist() for p in pages][3] == ["usr-3-0"]

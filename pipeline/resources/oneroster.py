@@ -53,10 +53,11 @@ def _tls_context():
     process: loading the CA bundle takes about 20 ms, which every session (one per asset) paid."""
     return httpx2.create_ssl_context()
 
-# Reads a page's rows from its JSON body, or returns None to leave the page to the client's own JSON
-# parsing (which also checks the envelope and reports a provider's statusInfoSet). It runs in the worker
-# thread that fetched the page, so the work it does there overlaps with the other pages in flight.
-PageDecoder = Callable[[bytes], Sequence | None]
+# Reads the rows of pages from their JSON bodies, several at once, or returns None for a page to leave
+# it to the client's own JSON parsing (which also checks the envelope and reports a statusInfoSet).
+PageDecoder = Callable[[Sequence[bytes]], list[Sequence | None]]
+# Pages whose bodies are read by one PageDecoder call when they have arrived together.
+DECODE_BATCH_PAGES = 16
 
 
 # --- Errors ------------------------------------------------------------------------------------------
@@ -339,9 +340,20 @@ class OneRosterSession:
         decode: PageDecoder | None = None,
     ) -> Page:
         """One page at `offset`, or at `url`: a provider's Link rel="next" that pages by something else."""
+        response = self._get_page(path, params=params, offset=offset, limit=limit, url=url)
+        rows = decode([response.content])[0] if decode else None
+        return self._read_page(response, path, envelope_keys=envelope_keys, offset=offset, rows=rows)
+
+    def _get_page(
+        self, path: str, *, params: Mapping[str, Any] | None, offset: int, limit: int, url: str | None = None
+    ) -> httpx2.Response:
         query = None if url else {**(params or {}), "limit": limit, "offset": offset}
-        response = self._call("GET", url or path, params=query, ok=(200,), endpoint=path)
-        rows = decode(response.content) if decode else None
+        return self._call("GET", url or path, params=query, ok=(200,), endpoint=path)
+
+    def _read_page(
+        self, response: httpx2.Response, path: str, *, envelope_keys: tuple[str, ...], offset: int, rows: Sequence | None
+    ) -> Page:
+        """The page of `response`: `rows` as decoded, or (None) read from its JSON here."""
         if rows is None:
             payload = self._json_object("GET", path, response)
             rows = _envelope_rows(payload, envelope_keys, path)
@@ -364,16 +376,16 @@ class OneRosterSession:
         self, path: str, envelope_keys: tuple[str, ...], params, decode: PageDecoder | None, *, step: int, total: int
     ) -> Iterator[Sequence]:
         offsets = iter(range(step, total, step))
-        in_flight: deque[tuple[int, Future[Page]]] = deque()
+        # The page workers only make requests, as many at once as allowed; the consumer reads the bodies,
+        # those that have arrived together in one go. A worker that also decoded its page would leave its
+        # request slot idle meanwhile (measured: the extract ran at 0.84 of a bare GET loop that way).
+        in_flight: deque[tuple[int, Future[httpx2.Response]]] = deque()
         pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="oneroster-page")
 
         def submit_next() -> None:
             offset = next(offsets, None)
             if offset is not None:
-                future = pool.submit(
-                    self.fetch_page, path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step,
-                    decode=decode,
-                )
+                future = pool.submit(self._get_page, path, params=params, offset=offset, limit=step)
                 in_flight.append((offset, future))
 
         try:
@@ -381,34 +393,39 @@ class OneRosterSession:
                 submit_next()
             largest_total = smallest_total = total
             while in_flight:
-                offset, future = in_flight.popleft()
-                page = future.result()
-                largest_total = max(largest_total, page.total or 0)
-                if page.total is not None and page.total < smallest_total:
-                    smallest_total = page.total
-                    # Offset paging cannot see this: rows after a deleted one move one place up, and a
-                    # row that crosses a page boundary already read is missed until the next run.
-                    log.warning(
-                        "GET %s: X-Total-Count fell from %d to %d during the read (records deleted meanwhile); "
-                        "a record may be missed until the next run", path, total, smallest_total,
-                    )
-                expected = min(step, total - offset)
-                if len(page.rows) < expected:
-                    # Rows moved under us (deletions between requests) or the cap shrank: the planned
-                    # offsets no longer line up, so finish one page at a time from where this one ended.
-                    log.warning(
-                        "GET %s offset=%d returned %d rows where %d were expected; continuing sequentially",
-                        path, offset, len(page.rows), expected,
-                    )
-                    for _, pending in in_flight:
-                        pending.cancel()
-                    in_flight.clear()
-                    if page.rows:  # an empty page is the end
-                        yield page.rows
-                        yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=page, step=step)
-                    return
-                yield page.rows if len(page.rows) == expected else page.rows[:expected]
-                submit_next()
+                arrived = [in_flight.popleft()]
+                while in_flight and in_flight[0][1].done() and len(arrived) < DECODE_BATCH_PAGES:
+                    arrived.append(in_flight.popleft())
+                responses = [(offset, future.result()) for offset, future in arrived]
+                decoded = decode([response.content for _, response in responses]) if decode else [None] * len(responses)
+                for (offset, response), rows in zip(responses, decoded):
+                    page = self._read_page(response, path, envelope_keys=envelope_keys, offset=offset, rows=rows)
+                    largest_total = max(largest_total, page.total or 0)
+                    if page.total is not None and page.total < smallest_total:
+                        smallest_total = page.total
+                        # Offset paging cannot see this: rows after a deleted one move one place up, and a
+                        # row that crosses a page boundary already read is missed until the next run.
+                        log.warning(
+                            "GET %s: X-Total-Count fell from %d to %d during the read (records deleted meanwhile); "
+                            "a record may be missed until the next run", path, total, smallest_total,
+                        )
+                    expected = min(step, total - offset)
+                    if len(page.rows) < expected:
+                        # Rows moved under us (deletions between requests) or the cap shrank: the planned
+                        # offsets no longer line up, so finish one page at a time from where this one ended.
+                        log.warning(
+                            "GET %s offset=%d returned %d rows where %d were expected; continuing sequentially",
+                            path, offset, len(page.rows), expected,
+                        )
+                        for _, pending in in_flight:
+                            pending.cancel()
+                        in_flight.clear()
+                        if page.rows:  # an empty page is the end
+                            yield page.rows
+                            yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=page, step=step)
+                        return
+                    yield page.rows if len(page.rows) == expected else page.rows[:expected]
+                    submit_next()
             if largest_total > total:
                 # The collection grew while we read it: read on until the provider runs out.
                 tail = self.fetch_page(
