@@ -21,6 +21,7 @@ from pipeline import canvas_rules
 from pipeline.canvas_data_set import DISTRICT
 from pipeline.datadir import DataDir, atomic_path
 from pipeline.markdown import markdown_table
+from pipeline.personal_data import mask_record
 from pipeline.partitions import add_new_terms, school_term_partitions, term_partitions, term_sourced_id
 from pipeline.resources.mapping import SOURCE_VIEWS, MappingSettings, sql_literal, sql_text
 
@@ -28,7 +29,6 @@ GROUP = "canvas_csv"
 PREVIEW_ROWS = 5
 # Violations listed in a failed check's metadata; the count covers all of them.
 VIOLATIONS_SHOWN = 25
-MASK = "•••"
 
 Lineage = Mapping[str, tuple[tuple[str, str], ...]]  # CSV column -> ((OneRoster entity, field), ...)
 
@@ -39,7 +39,6 @@ class CanvasFile:
 
     name: str  # file stem: users -> users.csv, canvas/users_csv, assets/sql/canvas_users.sql
     description: str
-    personal: frozenset[str] = frozenset()  # columns never shown in metadata
 
     @property
     def key(self) -> dg.AssetKey:
@@ -59,7 +58,6 @@ TERMS = CanvasFile("terms", "Canvas terms from the academicSessions of MAPPING_T
 USERS = CanvasFile(
     "users",
     "Canvas users: staff and students (guardians when MAPPING_OBSERVERS=true) with a login_id.",
-    personal=frozenset({"login_id", "first_name", "last_name", "email"}),
 )
 USER_OBSERVERS = CanvasFile(
     "user_observers", "Guardian -> student links from OneRoster agents (header only unless MAPPING_OBSERVERS=true)."
@@ -144,15 +142,13 @@ def write_csv(conn: duckdb.DuckDBPyConnection, file: CanvasFile, directory: Path
     return final, rows, columns
 
 
-def preview(path: Path, personal: frozenset[str]) -> dg.MetadataValue:
-    """The first rows as a Markdown table, personal columns masked."""
+def preview(file: CanvasFile, path: Path) -> dg.MetadataValue:
+    """The first rows as a Markdown table, personal values masked."""
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader)
-        rows = list(itertools.islice(reader, PREVIEW_ROWS))
-
-    masked = [[MASK if column in personal and value else value for column, value in zip(header, row)] for row in rows]
-    return dg.MetadataValue.md(markdown_table(header, masked))
+        rows = [mask_record(file.name, dict(zip(header, row))) for row in itertools.islice(reader, PREVIEW_ROWS)]
+    return dg.MetadataValue.md(markdown_table(header, [[row[column] for column in header] for row in rows]))
 
 
 def file_metadata(file: CanvasFile, mapping: MappingSettings, path: Path, rows: int, columns: list[str]) -> dict:
@@ -170,7 +166,7 @@ def file_metadata(file: CanvasFile, mapping: MappingSettings, path: Path, rows: 
             }
         ),
         "path": dg.MetadataValue.path(str(path)),
-        "preview": preview(path, file.personal),
+        "preview": preview(file, path),
     }
 
 

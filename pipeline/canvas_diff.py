@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from pipeline.canvas_data_set import DataSet
+from pipeline.personal_data import mask_record
 from pipeline.resources.mapping import sql_text
 
 # Canvas's identifying columns per file (those present in the header are used).
@@ -29,12 +30,6 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 GUARDED_FILES = frozenset({"users", "courses", "sections", "enrollments"})
 DELETED_STATUSES = ["deleted", "deleted_last_completed"]
-# Values that identify or describe a person never leave the data dir unmasked.
-PERSONAL_COLUMNS = frozenset({
-    "user_id", "integration_id", "user_integration_id", "login_id", "password", "ssha_password", "first_name",
-    "last_name", "full_name", "sortable_name", "short_name", "email", "pronouns", "observer_id", "student_id",
-    "associated_user_id",
-})
 SAMPLE_PER_CHANGE = 5
 
 
@@ -101,7 +96,7 @@ def _diff_file(conn: duckdb.DuckDBPyConnection, file: str, current: Path, previo
     })
     rows, created, changed, deleted, unchanged, previously_live = conn.execute(sql_text("canvas_diff_counts")).fetchone()
     changed_rows = conn.execute(sql_text("canvas_diff_sample"), {"per_change": sample_per_change}).fetchall()
-    sample = [{"change": change, **mask_record(json.loads(row_json))} for change, row_json in changed_rows]
+    sample = [{"change": change, **mask_record(file, json.loads(row_json))} for change, row_json in changed_rows]
     return FileDiff(file=file, rows=rows, created=created, changed=changed, deleted=deleted, unchanged=unchanged,
                     previously_live=previously_live, sample=sample)
 
@@ -109,16 +104,3 @@ def _diff_file(conn: duckdb.DuckDBPyConnection, file: str, current: Path, previo
 def _header(path: Path) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         return [column.strip().lower() for column in next(csv.reader(handle), [])]
-
-
-def mask(value: str | None) -> str | None:
-    """Enough of a value to recognise it by someone who knows it, not enough to learn it."""
-    if not value:
-        return value
-    if len(value) <= 4:
-        return "***"
-    return f"{value[:2]}***{value[-2:]}"
-
-
-def mask_record(record: dict[str, Any]) -> dict[str, Any]:
-    return {column: mask(value) if column in PERSONAL_COLUMNS else value for column, value in record.items()}

@@ -110,7 +110,8 @@ def test_dry_run_counts_and_masks_without_uploading(canvas, data_dir, instance):
     meta = {k: v.value for k, v in result.asset_materializations_for_node("canvas__dry_run_district")[0].metadata.items()}
     assert (meta["diff/created"], meta["diff/deleted"], meta["diff/changed"]) == (2, 5, 0)
     assert meta["would_upload"] is True and meta["guard_would_block"] == "users"
-    assert "u0***00" in meta["masked_sample"] and "login0000" not in meta["masked_sample"]
+    sample = meta["masked_sample"]
+    assert "***" in sample and not any(value in sample for value in ("u0041", "login0041", "First41", "u41@example.org"))
     assert len(canvas.state.imports()) == 1
 
 

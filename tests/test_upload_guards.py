@@ -7,7 +7,8 @@ import zipfile
 import pytest
 
 from pipeline.canvas_data_set import DataSet
-from pipeline.canvas_diff import diff_data_set, mask, mask_record
+from pipeline.canvas_diff import diff_data_set
+from pipeline.personal_data import mask_record, mask_value
 
 USERS_HEADER = "user_id,login_id,first_name,last_name,email,status\n"
 TERM = "2026-fall"
@@ -87,10 +88,13 @@ def test_enrollment_identity_uses_canvas_identifying_columns(data_dir):
 def test_sample_masks_personal_values(data_dir):
     data_set = write_district(data_dir, user_rows(range(3)))
     sample = by_file(diff_data_set(data_set))["users"].sample
-    assert sample[0] == {"change": "created", "user_id": "u0***00", "login_id": "lo***00", "first_name": "Fi***t0",
-                         "last_name": "La***t0", "email": "u0***rg", "status": "active"}
-    assert mask("abc") == "***" and mask("") == "" and mask(None) is None
-    assert mask_record({"status": "deleted", "role": "student"}) == {"status": "deleted", "role": "student"}
+    # ids as short as these (u0000) are hidden whole: first and last two characters would tell them
+    assert sample[0] == {"change": "created", "user_id": "***", "login_id": "***", "first_name": "***",
+                         "last_name": "***", "email": "***", "status": "active"}
+    assert mask_value("user_id", "stu-1") == "***" and mask_value("email", "") == "" and mask_value("email", None) is None
+    assert mask_record("enrollments", {"user_id": "stu-000123", "role": "student"}) == {"user_id": "st***23", "role": "student"}
+    # a course's short name describes no one
+    assert mask_record("courses", {"short_name": "Algebra I"}) == {"short_name": "Algebra I"}
 
 
 def test_unchanged_detection_and_baseline_swap(data_dir):
