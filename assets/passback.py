@@ -9,7 +9,6 @@ half-written files; the term's ledger (`gradebook/term=<key>/ledger.sqlite`) is 
 
 import collections
 import datetime as dt
-import shutil
 import time
 import zoneinfo
 from pathlib import Path
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from assets.extract import asset_key as oneroster_key
-from pipeline.datadir import DataDir
+from pipeline.datadir import DataDir, remove_folder
 from pipeline.partitions import school_term_partitions
 from pipeline.passback.config import PassbackSettings
 from pipeline.passback.export import SCHEMAS, export_path, gather, provisioned_courses
@@ -80,7 +79,7 @@ def _prune_old_runs(runs: Path, keep: int) -> None:
         return
     folders = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in folders[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_folder(old)
 
 
 def _column_schema(schema: pa.Schema) -> dg.TableSchema:

@@ -147,7 +147,15 @@ def import_messages(sis_import: dict[str, Any], row_errors: list[dict[str, Any]]
 def upload_data_set(context: dg.AssetExecutionContext, data_set: DataSet, config: SisImportConfig,
                     canvas: CanvasClient, policy: CanvasUploadPolicy, mapping: MappingSettings,
                     ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
-    data_set.require_files()
+    # Pinned: the guard, the upload and the new baseline are about the same bytes, whatever another run
+    # writes to the data set meanwhile.
+    with data_set.pinned() as pinned:
+        yield from _upload_pinned(context, pinned, config, canvas, policy, mapping)
+
+
+def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config: SisImportConfig,
+                   canvas: CanvasClient, policy: CanvasUploadPolicy, mapping: MappingSettings,
+                   ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
     diff = diff_data_set(data_set)
     approved = config.approve_mass_delete or data_set.name in _tag_names(context, APPROVE_MASS_DELETE_TAG)
     verdict = _guard(context, data_set, diff, policy, approved)

@@ -9,16 +9,20 @@ and the dry run.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.datadir import DataDir, atomic_path, atomic_write_text
+from pipeline.datadir import DataDir, atomic_path, atomic_write_text, remove_folder
 
 DISTRICT = "district"
 DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
@@ -37,6 +41,7 @@ class DataSet:
     name: str
     directory: Path
     files: tuple[str, ...]
+    csv_directory: Path | None = None  # where the CSVs are read from, when not `directory` (see `pinned`)
 
     @classmethod
     def for_name(cls, data_dir: DataDir, name: str) -> DataSet:
@@ -48,7 +53,7 @@ class DataSet:
         return DISTRICT if self.name == DISTRICT else f"term {self.name}"
 
     def csv_path(self, file: str) -> Path:
-        return self.directory / f"{file}.csv"
+        return (self.csv_directory or self.directory) / f"{file}.csv"
 
     def last_imported_path(self, file: str) -> Path:
         return self.directory / LAST_IMPORTED / f"{file}.csv"
@@ -71,6 +76,25 @@ class DataSet:
                 f"{self.label}: {', '.join(missing)} not found in {self.directory}: "
                 f"materialize the canvas/*_csv assets of this data set first"
             )
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[DataSet]:
+        """This data set with its CSVs as they are now, for the length of an upload: hard links in a
+        private folder (the transform replaces a CSV by renaming a new file over it, so linked bytes never
+        change; copies where a link is not possible). The guard's diff, the zip and the new baseline then
+        all see the bytes that were checked, even when a run rebuilds the CSVs meanwhile."""
+        self.require_files()
+        folder = Path(tempfile.mkdtemp(prefix=".pinned.", dir=self.directory))
+        try:
+            for file in self.files:
+                source, target = self.csv_path(file), folder / f"{file}.csv"
+                try:
+                    os.link(source, target)
+                except OSError:
+                    shutil.copyfile(source, target)
+            yield dataclasses.replace(self, csv_directory=folder)
+        finally:
+            remove_folder(folder)
 
     # --- identity ------------------------------------------------------------------------------
     def diffing_identifier(self, prefix: str) -> str:
@@ -121,7 +145,7 @@ class DataSet:
         retired = self._retired_baseline
         self._restore_interrupted_swap()
         for leftover in (staging, retired):
-            shutil.rmtree(leftover, ignore_errors=True)
+            remove_folder(leftover)
         staging.mkdir(parents=True)
         for file in self.files:
             shutil.copyfile(self.csv_path(file), staging / f"{file}.csv")
@@ -137,7 +161,7 @@ class DataSet:
         if current.exists():
             os.replace(current, retired)
         os.replace(staging, current)
-        shutil.rmtree(retired, ignore_errors=True)
+        remove_folder(retired)
 
     @property
     def _retired_baseline(self) -> Path:

@@ -6,6 +6,8 @@ import contextlib
 import datetime as dt
 import os
 import re
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,22 @@ def atomic_path(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_folder(path: Path) -> None:
+    """Remove a folder of ours that is no longer needed (a retired baseline, an old run's files). A
+    failure is logged with its cause, not hidden and not fatal: what it costs is disk, and the work
+    that needed the folder gone has already succeeded."""
+    def report(_function, failed_path, error) -> None:
+        cause = error[1] if isinstance(error, tuple) else error  # onerror passes exc_info, onexc the exception
+        dg.get_dagster_logger("rosterbridge").warning(f"could not remove {failed_path}: {cause}; remove it by hand")
+
+    if not path.exists():
+        return
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=report)
+    else:
+        shutil.rmtree(path, onerror=report)
 
 
 def atomic_write_bytes(final: Path, data: bytes) -> None:

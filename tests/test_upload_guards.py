@@ -171,3 +171,22 @@ def test_bench_guard_diff_of_a_million_enrollments(data_dir):
     file = by_file(diff)["enrollments"]
     assert (file.deleted, file.previously_live) == (20_000, 1_000_000)
     print(f"\nguard diff of 1,000,000 enrollments (20,000 dropped): {elapsed:.2f} s")
+
+
+def test_a_pinned_data_set_keeps_the_bytes_it_was_pinned_with_while_the_csvs_are_rebuilt(data_dir):
+    from pipeline.datadir import atomic_write_text
+
+    data_set = write_district(data_dir, user_rows(range(10)))
+    with data_set.pinned() as pinned:
+        # a transform run rewrites users.csv the way it always does: a new file renamed over the old one
+        atomic_write_text(data_set.csv_path("users"), USERS_HEADER + user_rows(range(3)))
+        assert by_file(diff_data_set(pinned))["users"].created == 10
+        pinned.record_successful_import({"id": 5, "workflow_state": "imported"}, pinned.fingerprints())
+        folder = pinned.csv_path("users").parent
+    assert not folder.exists()
+    # the baseline is what was pinned (and uploaded), with checksums that match it
+    assert data_set.last_imported_path("users").read_text() == USERS_HEADER + user_rows(range(10))
+    assert by_file(diff_data_set(data_set))["users"].deleted == 7
+    assert not data_set.unchanged_since_last_import()
+    atomic_write_text(data_set.csv_path("users"), USERS_HEADER + user_rows(range(10)))
+    assert data_set.unchanged_since_last_import()
