@@ -184,6 +184,40 @@ def test_rows_deleted_while_paging_concurrently_end_the_read_cleanly(reference_i
     assert ids + [r["sourcedId"] for page in rest for r in page] == reference_ids[:-30]
 
 
+def test_a_failed_page_after_a_short_one_does_not_end_the_read():
+    """Records deleted mid-read: the page at offset 3 comes back short and the provider refuses offsets
+    past its new end with a 400. The short page switches the read to one page at a time, and the
+    refused pages (which arrived before it) are never reached, as when pages are read one by one."""
+    total_at_first, total_now = 10, 5
+
+    class ShrinkingProvider(QuietHandler):
+        def do_POST(self):  # noqa: N802 - stdlib hook name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.answer(200, "application/json",
+                        json.dumps({"access_token": "t", "token_type": "bearer", "expires_in": 3600}).encode())
+
+        def do_GET(self):  # noqa: N802 - stdlib hook name
+            query = dict(p.split("=") for p in self.path.partition("?")[2].split("&"))
+            offset, limit = int(query["offset"]), int(query["limit"])
+            total = total_at_first if offset == 0 else total_now
+            if offset > total:
+                self.answer(400, "application/json", json.dumps({"statusInfoSet": [
+                    {"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_description": "offset beyond end"}]}).encode())
+                return
+            if offset == 3:
+                time.sleep(0.3)  # the later pages (refused) arrive first
+            users = [{"sourcedId": f"u{i}"} for i in range(offset, min(offset + limit, total))]
+            self.answer(200, "application/json", json.dumps({"users": users}).encode(), {"X-Total-Count": str(total)})
+
+    with serving(ShrinkingProvider) as root:
+        client = OneRosterClient(base_url=root + "/ims/oneroster/v1p1", token_url=root + "/token",
+                                 client_id=DEMO_CLIENT_ID, client_secret="s3cret-value", page_size=3,
+                                 max_concurrency=4, max_retries=0)
+        with client.open() as session:
+            ids = [r["sourcedId"] for page in session.iter_pages("/users", envelope_keys=USERS) for r in page]
+    assert ids == [f"u{i}" for i in range(total_now)]
+
+
 def test_cap_that_shrinks_mid_read_skips_no_rows(reference_ids):
     with DemoOneRosterServer(students=STUDENTS, seed=1, latency_ms=10) as srv:
         with client_for(srv, page_size=50, max_concurrency=3).open() as session:

@@ -328,6 +328,13 @@ def test_pages_read_together_are_read_as_each_alone_and_one_bad_page_spoils_no_o
             assert batch_page.raw.equals(single_page.raw) and list(batch_page) == json.loads(page)["users"]
 
 
+def test_a_blank_body_and_one_of_two_objects_read_together_do_not_shift_rows_between_pages():
+    converter = PageConverter(ENTITIES["users"])
+    two_objects = body("users", [a_user("usr-a", enabledUser="true")]) + b"\n" + body("users", [a_user("usr-b", enabledUser="true")])
+    assert converter.decode_many([b"", two_objects]) == [None, None]
+    assert converter.decode_many([b"  ", two_objects, body("users", [a_user("usr-c", enabledUser="true")])])[:2] == [None, None]
+
+
 def test_pages_read_together_keep_their_page_boundaries():
     converter = PageConverter(ENTITIES["users"])
     bodies = [

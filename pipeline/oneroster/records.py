@@ -46,6 +46,7 @@ Converter = Callable[[Any], Any]
 
 # A page with a statusInfoSet (in any case) is left to the client, which reports it.
 _STATUS_INFO = re.compile(rb"statusinfo", re.IGNORECASE)
+_OBJECT_START = re.compile(rb"\s*\{")
 _BOOLEANS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False}
 
 
@@ -307,6 +308,10 @@ class PageConverter:
 
     def _read_json(self, bodies: Sequence[bytes]) -> list[DecodedPage | None] | None:
         """The pages of `bodies` (one JSON object each), or None when the reader fails on any of them."""
+        if len(bodies) > 1 and not all(_OBJECT_START.match(body) for body in bodies):
+            # Each body must give at least one row for a matching row count to mean exactly one each (a
+            # blank body and one with two objects would otherwise pass together, their rows shifted).
+            return None
         text = bodies[0] if len(bodies) == 1 else b"\n".join(bodies)
         try:
             read = pa_json.read_json(

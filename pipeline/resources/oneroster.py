@@ -392,11 +392,16 @@ class OneRosterSession:
             for _ in range(self.max_concurrency * READ_AHEAD):
                 submit_next()
             largest_total = smallest_total = total
+            # At most a request slot's share of the window per batch, so that requests stay queued while
+            # it is decoded; a failed page ends a batch, so that the pages before it are read (and the
+            # checks below made) before its error is raised, as one page at a time would.
+            batch_pages = min(DECODE_BATCH_PAGES, self.max_concurrency)
             while in_flight:
-                arrived = [in_flight.popleft()]
-                while in_flight and in_flight[0][1].done() and len(arrived) < DECODE_BATCH_PAGES:
-                    arrived.append(in_flight.popleft())
-                responses = [(offset, future.result()) for offset, future in arrived]
+                offset, future = in_flight.popleft()
+                responses = [(offset, future.result())]
+                while len(responses) < batch_pages and in_flight and _succeeded(in_flight[0][1]):
+                    offset, future = in_flight.popleft()
+                    responses.append((offset, future.result()))
                 decoded = decode([response.content for _, response in responses]) if decode else [None] * len(responses)
                 for (offset, response), rows in zip(responses, decoded):
                     page = self._read_page(response, path, envelope_keys=envelope_keys, offset=offset, rows=rows)
@@ -573,6 +578,10 @@ class OneRosterSession:
             if len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
+
+
+def _succeeded(future: Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _envelope_rows(payload: dict, envelope_keys: tuple[str, ...], path: str) -> list:
