@@ -183,7 +183,7 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         return
 
     fingerprints = data_set.fingerprints()
-    zip_path = data_set.build_zip()
+    zip_bytes = data_set.build_zip()
     params = {
         "diffing_data_set_identifier": identifier,
         "diffing_drop_status": mapping.enrollment_drop_status,
@@ -193,13 +193,13 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         "diffing_remaster_data_set": remaster or None,
     }
     with canvas.open() as session:
-        sis_import = _run_import(context, session, data_set, zip_path.read_bytes(), params)
+        sis_import = _run_import(context, session, data_set, zip_bytes, params)
         row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
         stats = {"canvas/requests": session.stats.requests, "canvas/retries": session.stats.retries}
     messages = import_messages(sis_import, row_errors)
     data_set.write_result({"sis_import": sis_import, "messages": messages})
     metadata = {**base_metadata, **_import_metadata(sis_import, messages), **stats, "uploaded": True,
-                "zip_path": dg.MetadataValue.path(str(zip_path)),
+                "zip_path": dg.MetadataValue.path(str(data_set.zip_path)),
                 "result_path": dg.MetadataValue.path(str(data_set.result_path))}
     for m in messages:
         log = context.log.error if m["severity"] == "error" else context.log.warning

@@ -12,17 +12,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.datadir import DataDir, atomic_path, atomic_write_text, remove_folder
+from pipeline.datadir import DataDir, atomic_write_bytes, atomic_write_text, remove_folder
 
 DISTRICT = "district"
 DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
@@ -30,6 +32,8 @@ TERM_FILES = ("courses", "sections", "enrollments")
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
 IMPORT_RECORD = "import.json"
+PIN_PREFIX = ".pinned."
+STALE_PIN_SECONDS = 24 * 3600
 # A fixed timestamp inside the zip keeps identical CSVs byte-identical as a zip too.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
@@ -79,12 +83,13 @@ class DataSet:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[DataSet]:
-        """This data set with its CSVs as they are now, for the length of an upload: hard links in a
+        """This data set with each CSV as it is when pinned, for the length of an upload: hard links in a
         private folder (the transform replaces a CSV by renaming a new file over it, so linked bytes never
         change; copies where a link is not possible). The guard's diff, the zip and the new baseline then
         all see the bytes that were checked, even when a run rebuilds the CSVs meanwhile."""
         self.require_files()
-        folder = Path(tempfile.mkdtemp(prefix=".pinned.", dir=self.directory))
+        self._remove_stale_pins()
+        folder = Path(tempfile.mkdtemp(prefix=PIN_PREFIX, dir=self.directory))
         try:
             for file in self.files:
                 source, target = self.csv_path(file), folder / f"{file}.csv"
@@ -95,6 +100,14 @@ class DataSet:
             yield dataclasses.replace(self, csv_directory=folder)
         finally:
             remove_folder(folder)
+
+    def _remove_stale_pins(self) -> None:
+        """Pins left by a process that was killed (they hold copies of personal data): any older than a
+        day, which no upload lasts."""
+        cutoff = time.time() - STALE_PIN_SECONDS
+        for folder in self.directory.glob(f"{PIN_PREFIX}*"):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                remove_folder(folder)
 
     # --- identity ------------------------------------------------------------------------------
     def diffing_identifier(self, prefix: str) -> str:
@@ -113,17 +126,20 @@ class DataSet:
         return {file: file_sha256(self.csv_path(file)) for file in self.files}
 
     # --- upload --------------------------------------------------------------------------------
-    def build_zip(self) -> Path:
-        """Zip the data set's CSVs (sorted, fixed timestamps, so equal input gives equal bytes)."""
+    def build_zip(self) -> bytes:
+        """The data set's CSVs as a zip (sorted, fixed timestamps, so equal input gives equal bytes): the
+        bytes to upload, also written to `zip_path` for inspection."""
         self.require_files()
-        with atomic_path(self.zip_path) as tmp:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for file in sorted(self.files):
-                    info = zipfile.ZipInfo(f"{file}.csv", date_time=ZIP_TIMESTAMP)
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    with archive.open(info, "w") as target, self.csv_path(file).open("rb") as source:
-                        shutil.copyfileobj(source, target, length=1 << 20)
-        return self.zip_path
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(self.files):
+                info = zipfile.ZipInfo(f"{file}.csv", date_time=ZIP_TIMESTAMP)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w") as target, self.csv_path(file).open("rb") as source:
+                    shutil.copyfileobj(source, target, length=1 << 20)
+        data = buffer.getvalue()
+        atomic_write_bytes(self.zip_path, data)
+        return data
 
     # --- last successful import ----------------------------------------------------------------
     def last_import(self) -> dict[str, Any] | None:

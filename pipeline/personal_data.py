@@ -1,6 +1,8 @@
 """What in a Canvas SIS-import CSV identifies or describes a person, and how such a value is shown
 outside the data dir. Every place that shows CSV rows in metadata (the CSV assets' previews, the
 dry run's and the mass-delete guard's samples) masks through here, so they all hide the same things.
+Findings about one record (a broken import rule, Canvas's own messages) still name it by its id: the
+data engineer has to find it.
 """
 
 from __future__ import annotations
@@ -8,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # Ids of a person, in whichever file they appear: shown only as much as lets someone who knows the
-# record recognise it (a data engineer checking which user a change touches), never enough to learn it.
+# record recognise it (a data engineer checking which user a change touches), never enough to learn it:
+# the first and last two characters of an id of at least 10, nothing of a shorter one (a student
+# number of 7 or 8 digits would be half shown).
 PERSON_ID_COLUMNS = frozenset({
     "user_id", "integration_id", "user_integration_id", "associated_user_id", "observer_id", "student_id",
     "existing_user_id", "existing_integration_id", "existing_canvas_user_id",
@@ -21,6 +25,7 @@ PERSON_DETAIL_COLUMNS = frozenset({
 })
 _FILES_DESCRIBING_PEOPLE = frozenset({"users", "logins"})
 HIDDEN = "***"
+_SHOWN_FROM_LENGTH = 10
 
 
 def personal_columns(file: str) -> frozenset[str]:
@@ -29,11 +34,10 @@ def personal_columns(file: str) -> frozenset[str]:
 
 
 def mask_value(column: str, value: str | None) -> str | None:
-    """`value` of a personal `column` as it may be shown: an id by its first and last two characters
-    when it is long enough for that to hide most of it, anything else hidden."""
+    """`value` of a personal `column` as it may be shown (see PERSON_ID_COLUMNS)."""
     if not value:
         return value
-    if column in PERSON_ID_COLUMNS and len(value) > 6:
+    if column in PERSON_ID_COLUMNS and len(value) >= _SHOWN_FROM_LENGTH:
         return f"{value[:2]}{HIDDEN}{value[-2:]}"
     return HIDDEN
 

@@ -91,7 +91,7 @@ def test_sample_masks_personal_values(data_dir):
     # ids as short as these (u0000) are hidden whole: first and last two characters would tell them
     assert sample[0] == {"change": "created", "user_id": "***", "login_id": "***", "first_name": "***",
                          "last_name": "***", "email": "***", "status": "active"}
-    assert mask_value("user_id", "stu-1") == "***" and mask_value("email", "") == "" and mask_value("email", None) is None
+    assert mask_value("user_id", "12345678") == "***" and mask_value("user_id", "stu-000123") == "st***23" and mask_value("email", "") == "" and mask_value("email", None) is None
     assert mask_record("enrollments", {"user_id": "stu-000123", "role": "student"}) == {"user_id": "st***23", "role": "student"}
     # a course's short name describes no one
     assert mask_record("courses", {"short_name": "Algebra I"}) == {"short_name": "Algebra I"}
@@ -126,9 +126,9 @@ def test_a_baseline_swap_stopped_between_its_renames_keeps_the_old_baseline(data
 
 def test_zip_is_deterministic_and_holds_every_csv(data_dir):
     data_set = write_district(data_dir, user_rows(range(5)))
-    first = data_set.build_zip().read_bytes()
-    second = data_set.build_zip().read_bytes()
-    assert first == second
+    first = data_set.build_zip()
+    second = data_set.build_zip()
+    assert first == second == data_set.zip_path.read_bytes()
     with zipfile.ZipFile(data_set.zip_path) as archive:
         assert archive.namelist() == ["accounts.csv", "terms.csv", "user_observers.csv", "users.csv"]
         assert archive.read("users.csv").decode() == USERS_HEADER + user_rows(range(5))
@@ -190,3 +190,19 @@ def test_a_pinned_data_set_keeps_the_bytes_it_was_pinned_with_while_the_csvs_are
     assert not data_set.unchanged_since_last_import()
     atomic_write_text(data_set.csv_path("users"), USERS_HEADER + user_rows(range(10)))
     assert data_set.unchanged_since_last_import()
+
+
+def test_pins_left_by_a_killed_upload_are_removed_after_a_day(data_dir):
+    import os
+    import time
+
+    data_set = write_district(data_dir, user_rows(range(2)))
+    stale, recent = data_set.directory / ".pinned.killed", data_set.directory / ".pinned.running"
+    for folder in (stale, recent):
+        folder.mkdir()
+        (folder / "users.csv").write_text(USERS_HEADER)
+    os.utime(stale, (time.time() - 2 * 86400,) * 2)
+    with data_set.pinned():
+        pass
+    assert not stale.exists() and recent.exists()
+    assert sorted(p.name for p in data_set.directory.iterdir() if p.name.startswith(".pinned.")) == [".pinned.running"]
