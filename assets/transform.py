@@ -18,7 +18,7 @@ import duckdb
 
 from assets.extract import asset_key as extract_asset_key
 from pipeline import canvas_rules
-from pipeline.canvas_data_set import DISTRICT
+from pipeline.canvas_data_set import DISTRICT, DataSet
 from pipeline.datadir import DataDir, atomic_path
 from pipeline.markdown import markdown_table
 from pipeline.personal_data import mask_record
@@ -305,7 +305,15 @@ def existing_ids_from_district(district: Mapping[str, bytes], root_account_id: s
     return existing
 
 
-def check_results(
+def check_data_set(
+    data_set: DataSet, files: tuple[CanvasFile, ...], checked: dict[str, bytes], violations: list[canvas_rules.Violation]
+) -> Iterator[dg.AssetCheckResult]:
+    """Record whether the `checked` bytes may be uploaded (no errors), then report each file."""
+    data_set.record_check(checked, passed=not any(v.severity == "error" for v in violations))
+    yield from _results_per_file(files, violations)
+
+
+def _results_per_file(
     files: tuple[CanvasFile, ...], violations: list[canvas_rules.Violation]
 ) -> Iterator[dg.AssetCheckResult]:
     """One result per file: errors fail it (blocking the upload), warnings only annotate it."""
@@ -360,9 +368,10 @@ def _check_specs(files: tuple[CanvasFile, ...], what: str) -> list[dg.AssetCheck
 def canvas_district_import_rules(
     context: dg.AssetCheckExecutionContext, data_dir: DataDir, mapping: MappingSettings
 ) -> Iterator[dg.AssetCheckResult]:
-    files = _read_files(data_dir.canvas_dir(DISTRICT), DISTRICT_FILES)
+    data_set = DataSet.for_name(data_dir, DISTRICT)
+    files = _read_files(data_set.directory, DISTRICT_FILES)
     existing = canvas_rules.ExistingIds(accounts={mapping.root_account_id} if mapping.root_account_id else set())
-    yield from check_results(DISTRICT_FILES, canvas_rules.validate_import(files, existing))
+    yield from check_data_set(data_set, DISTRICT_FILES, files, canvas_rules.validate_import(files, existing))
 
 
 @dg.multi_asset_check(name="canvas_term_import_rules", specs=_check_specs(TERM_FILES, "term"))
@@ -373,9 +382,10 @@ def canvas_term_import_rules(
     if not key:
         raise dg.Failure(description="the term import-rule check runs with a school_term partition (a term's run)")
     district = _read_files(data_dir.canvas_dir(DISTRICT), (ACCOUNTS, TERMS, USERS))
-    files = _read_files(data_dir.canvas_dir(key), TERM_FILES)
+    data_set = DataSet.for_name(data_dir, key)
+    files = _read_files(data_set.directory, TERM_FILES)
     existing = existing_ids_from_district(district, mapping.root_account_id)
-    yield from check_results(TERM_FILES, canvas_rules.validate_import(files, existing))
+    yield from check_data_set(data_set, TERM_FILES, files, canvas_rules.validate_import(files, existing))
 
 
 defs = dg.Definitions(

@@ -156,6 +156,10 @@ def upload_data_set(context: dg.AssetExecutionContext, data_set: DataSet, config
 def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config: SisImportConfig,
                    canvas: CanvasClient, policy: CanvasUploadPolicy, mapping: MappingSettings,
                    ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    fingerprints = data_set.fingerprints()
+    refusal = data_set.check_refusal(fingerprints)
+    if refusal:
+        raise dg.Failure(description=f"nothing uploaded: {refusal}", allow_retries=False)
     diff = diff_data_set(data_set)
     approved = config.approve_mass_delete or data_set.name in _tag_names(context, APPROVE_MASS_DELETE_TAG)
     verdict = _guard(context, data_set, diff, policy, approved)
@@ -175,14 +179,13 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         **_diff_metadata(diff),
     }
     last = data_set.last_import()
-    if not remaster and data_set.unchanged_since_last_import():
+    if not remaster and data_set.unchanged_since_last_import(fingerprints):
         reason = f"files are byte-identical to successful import {last['import_id']}: nothing uploaded"
         context.log.info(f"{data_set.label}: {reason}")
         yield dg.MaterializeResult(metadata={**base_metadata, "uploaded": False, "skip_reason": reason,
                                              "canvas/import_id": int(last["import_id"])})
         return
 
-    fingerprints = data_set.fingerprints()
     zip_bytes = data_set.build_zip()
     params = {
         "diffing_data_set_identifier": identifier,

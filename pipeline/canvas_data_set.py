@@ -32,6 +32,8 @@ TERM_FILES = ("courses", "sections", "enrollments")
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
 IMPORT_RECORD = "import.json"
+# sha256 of the bytes that last passed the blocking import-rules check; the upload sends nothing else.
+PASSED_CHECK_RECORD = "import_rules_passed.json"
 PIN_PREFIX = ".pinned."
 STALE_PIN_SECONDS = 24 * 3600
 # A fixed timestamp inside the zip keeps identical CSVs byte-identical as a zip too.
@@ -69,6 +71,10 @@ class DataSet:
     @property
     def result_path(self) -> Path:
         return self.directory / "sis_import_result.json"
+
+    @property
+    def passed_check_path(self) -> Path:
+        return self.directory / PASSED_CHECK_RECORD
 
     def missing_files(self) -> list[str]:
         return [f"{file}.csv" for file in self.files if not self.csv_path(file).is_file()]
@@ -150,10 +156,35 @@ class DataSet:
             return None
         return json.loads(record.read_text(encoding="utf-8"))
 
-    def unchanged_since_last_import(self) -> bool:
-        """True when every CSV is byte-identical to the one of the last successful import."""
+    def unchanged_since_last_import(self, fingerprints: dict[str, str] | None = None) -> bool:
+        """True when every CSV (`fingerprints`, if already computed) is byte-identical to the one of the
+        last successful import."""
         last = self.last_import()
-        return last is not None and last.get("sha256") == self.fingerprints()
+        return last is not None and last.get("sha256") == (fingerprints or self.fingerprints())
+
+    # --- the blocking import-rules check -------------------------------------------------------
+    def record_check(self, checked: dict[str, bytes], passed: bool) -> None:
+        """After the import-rules check of `checked` ({"users.csv": bytes, ...}): remember what passed, by
+        sha256, or forget any earlier pass. Blocking checks only stop their own run; this record lets an
+        upload started on its own (from the UI, a retry) refuse files that were never checked or failed."""
+        if not passed:
+            self.passed_check_path.unlink(missing_ok=True)
+            return
+        digests = {name.removesuffix(".csv"): hashlib.sha256(data).hexdigest() for name, data in checked.items()}
+        atomic_write_text(self.passed_check_path, json.dumps(digests, indent=2, sort_keys=True))
+
+    def check_refusal(self, fingerprints: dict[str, str]) -> str | None:
+        """Why files with these `fingerprints` must not be uploaded, or None when they passed the check."""
+        if not self.passed_check_path.is_file():
+            return (f"the {self.label} CSVs have not passed the canvas_import_rules check (it failed or never ran): "
+                    "materialize the data set's canvas/*_csv assets with their checks first")
+        passed = json.loads(self.passed_check_path.read_text(encoding="utf-8"))
+        changed = sorted(f"{file}.csv" for file in self.files if passed.get(file) != fingerprints.get(file))
+        if changed:
+            return (f"the {self.label} CSVs changed after they passed the canvas_import_rules check "
+                    f"({', '.join(changed)}; another run rebuilt them): materialize the data set's "
+                    "canvas/*_csv assets with their checks again, then upload")
+        return None
 
     def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:
         """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old."""

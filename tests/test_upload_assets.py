@@ -10,6 +10,7 @@ import pytest
 from assets.upload import (
     APPROVE_MASS_DELETE_TAG, GUARD_CHECK, REMASTER_TAG, dry_run_district, import_messages, sis_import_district,
 )
+from assets.transform import DISTRICT_FILES, canvas_district_import_rules
 from pipeline.canvas_data_set import DataSet
 from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
 from pipeline.resources.canvas import CanvasClient, CanvasUploadPolicy
@@ -25,7 +26,17 @@ def canvas():
         yield server
 
 
-def upload(canvas, data_dir, instance, *, config: dict | None = None, tags: dict | None = None):
+def check(data_dir, instance):
+    """The district files' blocking import-rules check, on its own (as after the CSV assets are built)."""
+    return dg.materialize([canvas_district_import_rules, *(dg.AssetSpec(f.key) for f in DISTRICT_FILES)],
+                          selection=dg.AssetSelection.checks(canvas_district_import_rules),
+                          resources={"data_dir": data_dir, "mapping": MappingSettings()}, instance=instance,
+                          raise_on_error=False)
+
+
+def upload(canvas, data_dir, instance, *, config: dict | None = None, tags: dict | None = None, checked: bool = True):
+    if checked:
+        assert check(data_dir, instance).success
     resources = {
         "canvas": CanvasClient(base_url=canvas.base_url, access_token=DEMO_CANVAS_TOKEN, poll_interval_seconds=0.01),
         "canvas_upload": CanvasUploadPolicy(diffing_prefix="sd42"),
@@ -116,15 +127,39 @@ def test_dry_run_counts_and_masks_without_uploading(canvas, data_dir, instance):
 
 
 def test_imported_with_messages_succeeds_with_every_message_in_metadata(canvas, data_dir, instance):
-    write_district(data_dir, user_rows(range(5)) + "u0099,,No,Login,,active\n")
+    data_set = write_district(data_dir, user_rows(range(5)))
+    assert upload(canvas, data_dir, instance).success
+    # Only Canvas knows A1 is deleted when A2 comes to be restored under it: the files pass the check.
+    data_set.csv_path("accounts").write_text("account_id,parent_account_id,name,status\nA1,,North,deleted\n"
+                                             "A2,A1,South,active\n")
     result = upload(canvas, data_dir, instance)
     assert result.success
     meta = metadata(result)
     assert meta["canvas/workflow_state"] == "imported_with_messages"
-    assert meta["canvas/error_count"] + meta["canvas/warning_count"] >= 1
-    assert "users.csv" in meta["canvas/messages"] and "| 7 | No login_id given for user u0099" in meta["canvas/messages"]
+    assert meta["canvas/error_count"] + meta["canvas/warning_count"] == 1
+    message = "Cannot restore sub_account with ID: A2 because parent_account with ID: A1 has been deleted."
+    assert "accounts.csv" in meta["canvas/messages"] and f"| 3 | {message}" in meta["canvas/messages"]
     logged = [e.message for e in instance.all_logs(result.run_id) if "Canvas error" in e.message or "Canvas warning" in e.message]
-    assert any("users.csv row 7: No login_id given" in line for line in logged)
+    assert any(f"accounts.csv row 3: {message}" in line for line in logged)
+
+
+def test_files_that_failed_or_skipped_the_import_rules_check_are_never_uploaded(canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(5)) + "u0099,,No,Login,,active\n")
+    assert not check(data_dir, instance).success
+    refused = upload(canvas, data_dir, instance, checked=False)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure).step_failure_data.error
+    assert "have not passed the canvas_import_rules check" in failure.message
+
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(5)))
+    assert check(data_dir, instance).success
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(6)))  # rebuilt after its check
+    changed = upload(canvas, data_dir, instance, checked=False)
+    assert not changed.success
+    failure = next(e for e in changed.all_events if e.is_step_failure).step_failure_data.error
+    assert "changed after they passed the canvas_import_rules check (users.csv" in failure.message
+    assert canvas.state.imports() == [] and not data_set.zip_path.exists()
+    assert upload(canvas, data_dir, instance).success and len(canvas.state.imports()) == 1
 
 
 def test_import_messages_prefer_the_complete_errors_endpoint():
