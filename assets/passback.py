@@ -130,11 +130,8 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
 
 
 def _snapshot(data_dir: DataDir) -> SnapshotPaths:
-    return SnapshotPaths(
-        classes=data_dir.latest_entity_path("classes"),
-        academic_sessions=data_dir.latest_entity_path("academicSessions"),
-        users=data_dir.latest_entity_path("users"),
-    )
+    paths = data_dir.snapshot_paths(("classes", "academicSessions", "users"))
+    return SnapshotPaths(classes=paths["classes"], academic_sessions=paths["academicSessions"], users=paths["users"])
 
 
 def _lineage(columns: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColumnLineage:

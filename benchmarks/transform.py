@@ -165,7 +165,7 @@ def build(data_dir: DataDir) -> dict:
 
 
 def _source(data_dir: DataDir, entity: str) -> str:
-    return f"read_parquet({sql_literal(str(data_dir.latest_entity_path(entity)))})"
+    return f"read_parquet({sql_literal(str(data_dir.entity_path(SNAPSHOT, entity)))})"
 
 
 def _copy(conn: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:

@@ -9,7 +9,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -97,15 +97,30 @@ class DataDir(dg.ConfigurableResource):
             return []
         return sorted(p.name for p in root.iterdir() if p.is_dir() and SNAPSHOT_NAME.match(p.name))
 
-    def latest_entity_path(self, entity: str) -> Path:
-        """The newest snapshot's file for `entity`; a clear error when no extract has run yet."""
+    def snapshot_paths(self, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Path]:
+        """The files of `required` entities (and of `optional` ones it has) from one snapshot: the newest
+        that holds every required entity. Nights never mix: a night whose extract stopped half-way (users
+        written, enrollments not) is passed over as a whole, with a warning, rather than joined with an
+        older night's enrollments."""
+        required = tuple(required)
+        passed_over = []
         for snapshot in reversed(self.snapshots()):
-            candidate = self.entity_path(snapshot, entity)
-            if candidate.exists():
-                return candidate
+            paths = {entity: self.entity_path(snapshot, entity) for entity in required}
+            missing = [entity for entity, path in paths.items() if not path.exists()]
+            if missing:
+                passed_over.append(f"{snapshot} (no {', '.join(missing)})")
+                continue
+            if passed_over:
+                dg.get_dagster_logger("rosterbridge").warning(
+                    f"using OneRoster snapshot {snapshot}: the newer {'; '.join(passed_over)} "
+                    f"{'is' if len(passed_over) == 1 else 'are'} incomplete (materialize the missing oneroster/* assets)"
+                )
+            return paths | {e: path for e in optional if (path := self.entity_path(snapshot, e)).exists()}
+        snapshots = self.snapshots()
+        missing = [e for e in required if not snapshots or not self.entity_path(snapshots[-1], e).exists()]
         raise FileNotFoundError(
-            f"no OneRoster snapshot of {entity!r} under {self.oneroster_root()}: "
-            f"materialize oneroster/{entity} first"
+            f"no OneRoster snapshot under {self.oneroster_root()} holds all of {', '.join(required)}: "
+            f"materialize {', '.join(f'oneroster/{e}' for e in missing)} first"
         )
 
     # --- Canvas SIS-import data sets -------------------------------------------------------------

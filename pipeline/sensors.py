@@ -19,7 +19,7 @@ TERM_SOURCES = ("academicSessions", "classes")
 def _snapshot_state(data_dir: DataDir) -> str | None:
     """A cursor that changes whenever a newer snapshot of the term sources lands."""
     try:
-        paths = [data_dir.latest_entity_path(entity) for entity in TERM_SOURCES]
+        paths = data_dir.snapshot_paths(TERM_SOURCES).values()
     except FileNotFoundError:
         return None
     return json.dumps({str(p): p.stat().st_mtime_ns for p in paths}, sort_keys=True)

@@ -26,15 +26,22 @@ def test_atomic_path_replaces_whole_file(tmp_path):
     assert target.read_text() == "new"
 
 
-def test_latest_entity_path_prefers_newest_snapshot(tmp_path):
+def test_snapshot_paths_come_from_the_newest_night_holding_every_entity(tmp_path):
     data = DataDir(root=str(tmp_path))
-    for night in ("2026-11-24", "2026-11-25"):
-        path = data.entity_path(night, "users")
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x")
-    assert data.latest_entity_path("users").parent.name == "2026-11-25"
-    with pytest.raises(FileNotFoundError, match="materialize oneroster/orgs"):
-        data.latest_entity_path("orgs")
+    written = {"2026-11-23": ("users", "orgs", "courses"), "2026-11-24": ("users", "orgs"), "2026-11-25": ("users",)}
+    for night, entities in written.items():
+        for entity in entities:
+            path = data.entity_path(night, entity)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+    assert data.snapshot_paths(["users"])["users"].parent.name == "2026-11-25"
+    # The 25th stopped after users: both entities come from the 24th, never users of one night and orgs of another.
+    paths = data.snapshot_paths(["users", "orgs"], optional=["courses"])
+    assert {e: p.parent.name for e, p in paths.items()} == {"users": "2026-11-24", "orgs": "2026-11-24"}
+    assert "courses" not in data.snapshot_paths(["orgs"], optional=["courses"])  # not the 23rd's courses either
+    assert data.snapshot_paths(["courses"])["courses"].parent.name == "2026-11-23"
+    with pytest.raises(FileNotFoundError, match="materialize oneroster/classes first"):
+        data.snapshot_paths(["users", "classes"])
     with pytest.raises(ValueError):
         data.snapshot_dir("../etc")
     assert len(tonight()) == 10

@@ -104,6 +104,6 @@ def test_public_samples_give_files_canvas_accepts(tmp_path, monkeypatch, sample)
     # Exactly the users the extract kept (all have a username, guardians included with observers on).
     data_dir = DataDir(root=str(tmp_path / "data"))
     (kept,) = duckdb.execute(
-        "SELECT count(*) FROM read_parquet(?) WHERE trim(username) <> ''", [str(data_dir.latest_entity_path("users"))]
+        "SELECT count(*) FROM read_parquet(?) WHERE trim(username) <> ''", [str(data_dir.snapshot_paths(["users"])["users"])]
     ).fetchone()
     assert run["files"]["district/users.csv"].count(b"\n") == 1 + kept

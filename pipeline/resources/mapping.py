@@ -234,13 +234,11 @@ class MappingSettings(dg.ConfigurableResource):
 
 
 def _register_sources(conn: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
+    """Views over one snapshot's Parquet (a missing optional entity is an empty table)."""
+    paths = data_dir.snapshot_paths([e for e in SOURCE_VIEWS if e not in OPTIONAL_SOURCES], OPTIONAL_SOURCES)
     for entity, view in SOURCE_VIEWS.items():
-        try:
-            path: Path = data_dir.latest_entity_path(entity)
-        except FileNotFoundError:
-            if entity not in OPTIONAL_SOURCES:
-                raise
+        if entity not in paths:
             conn.register(f"{view}_empty", pa.table({f.name: pa.array([], f.type) for f in ENTITIES[entity].schema}))
             conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {view}_empty")
             continue
-        conn.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({sql_literal(str(path))})")
+        conn.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({sql_literal(str(paths[entity]))})")
