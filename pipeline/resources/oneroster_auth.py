@@ -143,7 +143,9 @@ class ClientCredentialsTokens:
         self._post = post_token_request
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
-        self._issued: list[str] = []  # every bearer value this session received, for redaction
+        # Every bearer value this session received, for redaction. A tuple replaced whole (under the
+        # lock) and read without it: error messages are built while a token fetch holds the lock.
+        self._issued: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"ClientCredentialsTokens(token_url={self.token_url!r}, scope={self._scope!r})"
@@ -156,9 +158,11 @@ class ClientCredentialsTokens:
             return self._token
 
     def issued_values(self) -> tuple[str, ...]:
-        """Every access token issued to this session: a provider may echo one back in an error body."""
-        with self._lock:
-            return tuple(self._issued)
+        """Every access token issued to this session: a provider may echo one back in an error body.
+
+        Lock-free on purpose: a failing token request redacts its message while `current()` holds the lock.
+        """
+        return self._issued
 
     def renew(self, rejected: AccessToken) -> AccessToken:
         """A new token after the provider rejected `rejected`; threads that saw the same 401 share one renewal."""
@@ -176,7 +180,7 @@ class ClientCredentialsTokens:
         request = next(self._client_auth.auth_flow(request))
         response = self._post(request)
         token = _parse_token_response(response, self.token_url)
-        self._issued.append(str(token["access_token"]))
+        self._issued = (*self._issued, str(token["access_token"]))
         lifetime = _expires_in(token)
         margin = min(RENEW_MARGIN_SECONDS, lifetime / 10) if lifetime is not None else 0.0
         renew_at = time.monotonic() + lifetime - margin if lifetime is not None else float("inf")

@@ -1,0 +1,99 @@
+"""The OneRoster client against providers that misbehave in one precise way, over real HTTP on 127.0.0.1:
+an unreachable token endpoint, bad vendor headers, 200s that are failures or silently empty, deleted
+records mid-read, a provider that ignores offset. Each must end in a clear error or a complete read,
+never a hang, a leaked secret or a silently truncated collection."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from urllib.parse import parse_qsl
+
+import pytest
+
+from pipeline.resources.oneroster import OneRosterClient, OneRosterError
+from tests.stub_http import QuietHandler, serving
+
+USERS = ("users",)
+# What a provider's GET handler returns: (status, headers, body).
+Answer = tuple[int, dict[str, str], dict | bytes]
+
+
+def users(count: int) -> list[dict]:
+    return [{"sourcedId": f"u{i:05d}", "status": "active", "dateLastModified": "2024-01-01T00:00:00Z"} for i in range(count)]
+
+
+@contextlib.contextmanager
+def provider(answer: Callable[[dict[str, str]], Answer]) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A provider whose token endpoint always issues a token and whose API GETs are `answer(query)`;
+    yields its root URL and the queries of the API GETs received."""
+    queries: list[dict[str, str]] = []
+
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 - stdlib hook name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            token = {"access_token": "issued-token-4411", "token_type": "bearer", "expires_in": 3600}
+            self.answer(200, "application/json", json.dumps(token).encode())
+
+        def do_GET(self):  # noqa: N802 - stdlib hook name
+            query = dict(parse_qsl(self.path.partition("?")[2]))
+            queries.append(query)
+            status, headers, body = answer(query)
+            self.answer(status, "application/json", body if isinstance(body, bytes) else json.dumps(body).encode(), headers)
+
+    with serving(Handler) as root:
+        yield root, queries
+
+
+def client(root: str, **config) -> OneRosterClient:
+    settings = dict(client_id="client-id-3c9d", client_secret="client-secret-77ab", token_url=root + "/token")
+    return OneRosterClient(base_url=root + "/ims/oneroster/v1p1", **{**settings, **config})
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def within(seconds: float, work: Callable[[], object]) -> object:
+    """What `work` returned or raised, failing the test if it has not finished within `seconds`."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (a deadlock?)"
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome.get("value")
+
+
+# --- authentication ----------------------------------------------------------------------------------
+
+
+def test_an_unreachable_token_endpoint_is_a_prompt_error_naming_the_token_url():
+    port = closed_port()
+    token_url = f"http://127.0.0.1:{port}/oauth/token"
+    unreachable = OneRosterClient(base_url=f"http://127.0.0.1:{port}/ims/oneroster/v1p1", token_url=token_url,
+                                  client_id="client-id-3c9d", client_secret="client-secret-77ab", max_retries=1)
+
+    def get_orgs():
+        with unreachable.open() as session:
+            return session.get("/orgs")
+
+    with pytest.raises(OneRosterError) as caught:
+        within(10, get_orgs)
+    assert caught.value.endpoint == token_url and token_url in str(caught.value)
+    assert "ConnectError" in str(caught.value) and "client-secret-77ab" not in str(caught.value)
