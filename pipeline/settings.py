@@ -6,6 +6,7 @@ keeps the three in step. Secrets are only ever passed to resources through `dg.E
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -110,6 +111,9 @@ def _get_number(name: str, parse, kind: str, minimum):
         number = parse(value)
     except ValueError:
         raise ValueError(f"{name} must be {kind}, got {value!r}") from None
+    # nan compares false with everything, so it would slip past every bound (and disable a limit).
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if number < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {number}")
     return number

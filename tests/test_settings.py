@@ -41,3 +41,11 @@ def test_numbers_are_checked_with_the_variable_named(monkeypatch):
     monkeypatch.setenv("ONEROSTER_PAGE_SIZE", "lots")
     with pytest.raises(ValueError, match="ONEROSTER_PAGE_SIZE must be a whole number"):
         settings.get_int("ONEROSTER_PAGE_SIZE", minimum=1)
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_non_finite_numbers_are_refused_with_the_variable_named(monkeypatch, value):
+    """nan passes every comparison as false: ROSTERBRIDGE_MAX_REJECT_SHARE=nan would never block a run."""
+    monkeypatch.setenv("ROSTERBRIDGE_MAX_REJECT_SHARE", value)
+    with pytest.raises(ValueError, match="ROSTERBRIDGE_MAX_REJECT_SHARE must be a finite number"):
+        settings.get_float("ROSTERBRIDGE_MAX_REJECT_SHARE")
