@@ -97,3 +97,28 @@ def test_an_unreachable_token_endpoint_is_a_prompt_error_naming_the_token_url():
         within(10, get_orgs)
     assert caught.value.endpoint == token_url and token_url in str(caught.value)
     assert "ConnectError" in str(caught.value) and "client-secret-77ab" not in str(caught.value)
+
+
+@pytest.mark.parametrize("auth", ["oauth2", "oauth1"])
+def test_a_provider_echoing_the_client_id_does_not_put_it_in_the_error(auth):
+    """ONEROSTER_CLIENT_ID is a secret too: a token endpoint names the client in its error_description,
+    an OAuth 1 provider quotes the Authorization header (oauth_consumer_key) back."""
+    client_id = "district-client-7f3a9c"
+
+    class Echoing(QuietHandler):
+        def do_POST(self):  # noqa: N802 - stdlib hook name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            refusal = {"error": "invalid_client", "error_description": f"client {client_id} is disabled"}
+            self.answer(401, "application/json", json.dumps(refusal).encode())
+
+        def do_GET(self):  # noqa: N802 - stdlib hook name
+            self.answer(401, "text/plain", f"invalid signature; received {self.headers['Authorization']}".encode())
+
+    with serving(Echoing) as root:
+        echoed = client(root, auth=auth, client_id=client_id, token_url=root + "/token" if auth == "oauth2" else "",
+                        max_retries=0)
+        with echoed.open() as session, pytest.raises(OneRosterError) as caught:
+            session.get("/orgs")
+    assert caught.value.status_code == 401
+    assert ("is disabled" if auth == "oauth2" else "invalid signature") in str(caught.value)
+    assert client_id not in str(caught.value) + repr(caught.value)

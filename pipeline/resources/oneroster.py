@@ -254,8 +254,11 @@ class OneRosterSession:
         self._auth, self._tokens = request_auth(credentials, self._post_token_request)
         self._headers = {"Accept": "application/json", **extra_headers}
         self._policy = retry_policy
-        # Redacted from every message we build, in case a provider echoes them back.
-        self._secrets = tuple(s for s in (credentials.client_secret, *extra_headers.values()) if len(s) >= 4)
+        # Redacted from every message we build, in case a provider echoes them back (a token endpoint's
+        # error_description naming the client, an OAuth 1 error quoting oauth_consumer_key).
+        self._secrets = tuple(
+            s for s in (credentials.client_secret, credentials.client_id, *extra_headers.values()) if len(s) >= 4
+        )
         # httpx2's default pool (100 connections): callers' threads (paging, passback writers) bound
         # the concurrency, and a tighter pool would only make them queue for a connection.
         self._http = httpx2.Client(
