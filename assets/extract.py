@@ -249,7 +249,8 @@ def _reject_rows(entity: str, page: Sequence[dict], problems: list[checks.Proble
 
 def _sourced_id(record: object) -> str | None:
     value = record.get("sourcedId") if isinstance(record, dict) else None
-    return value if isinstance(value, str) else None
+    # A lone UTF-16 surrogate (its wrong_type reject) is written as its \u escape: UTF-8 cannot hold it.
+    return value.encode("utf-8", "backslashreplace").decode() if isinstance(value, str) else None
 
 
 # --- Dagster definitions ---------------------------------------------------------------------------

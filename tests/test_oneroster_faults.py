@@ -12,8 +12,12 @@ import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl
 
+import pyarrow.parquet as pq
 import pytest
 
+from assets.extract import write_snapshot
+from pipeline.oneroster.records import PageConverter
+from pipeline.oneroster.schema import ENTITIES
 from pipeline.resources.oneroster import OneRosterClient, OneRosterError
 from tests.stub_http import QuietHandler, serving
 
@@ -122,3 +126,31 @@ def test_a_provider_echoing_the_client_id_does_not_put_it_in_the_error(auth):
     assert caught.value.status_code == 401
     assert ("is disabled" if auth == "oauth2" else "invalid signature") in str(caught.value)
     assert client_id not in str(caught.value) + repr(caught.value)
+
+
+# --- records -----------------------------------------------------------------------------------------
+
+
+def test_text_that_is_not_unicode_rejects_its_record_and_the_others_are_written(data_dir):
+    """JSON can escape a lone UTF-16 surrogate (a name cut in the middle of an emoji); Python reads it,
+    but no UTF-8 Parquet column can hold it: only that record is rejected, naming record and field."""
+    orgs = [{"sourcedId": f"o{i}", "status": "active", "dateLastModified": "2024-01-01T00:00:00Z",
+             "name": f"School {i}", "type": "school"} for i in range(300)]
+    body = json.dumps({"orgs": orgs})  # ASCII, so the escapes below stay escapes
+    body = body.replace('"School 150"', '"Lincoln Elementary \\ud83d"').replace('"o210"', '"o210-\\udc00"')
+    body = body.replace('"School 250"', '"Smile \\ud83d\\ude00"')  # a whole pair is fine
+    entity = ENTITIES["orgs"]
+    with provider(lambda query: (200, {"X-Total-Count": "300"}, body.encode())) as (root, _):
+        with client(root, page_size=1000).open() as session:
+            pages = session.iter_pages(entity.path, envelope_keys=entity.envelope_keys,
+                                       decode=PageConverter(entity).decode_many)
+            report = write_snapshot(entity, pages, data_dir, "2026-11-26")
+    assert (report.rows, report.rejected_records) == (298, 2)
+    written = pq.read_table(report.path).to_pylist()
+    assert {"o150", "o210-\udc00"}.isdisjoint(r["sourcedId"] for r in written)
+    assert next(r["name"] for r in written if r["sourcedId"] == "o250") == "Smile \U0001f600"
+    rejects = sorted(pq.read_table(report.rejects_path).to_pylist(), key=lambda r: r["field"])
+    assert [(r["sourcedId"], r["rule"], r["field"]) for r in rejects] == [
+        ("o150", "wrong_type", "name"), ("o210-\\udc00", "wrong_type", "sourcedId")]
+    assert all("is not valid Unicode" in r["message"] for r in rejects)
+    assert json.loads(rejects[0]["record"])["name"] == "Lincoln Elementary \ud83d"

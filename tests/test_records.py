@@ -145,6 +145,23 @@ def test_a_record_that_is_not_an_object_is_rejected_alone():
     assert table.column("name").to_pylist() == ["A", None]
 
 
+def test_text_that_is_not_unicode_is_a_wrong_type_problem_in_any_column():
+    """A lone UTF-16 surrogate, as JSON can escape it, in text, a list item and the metadata bag."""
+    records = [
+        a_class("c-1"),
+        a_class("c-2", title="Physics \ud83d"),
+        a_class("c-3", grades=["09", "1\udc00"]),
+        a_class("c-4", metadata={"note": "\ud800"}),
+        a_class("c-5", title="Physics \U0001f600"),
+    ]
+    table, problems = convert("classes", records)
+    assert sorted((p.row, p.rule, p.field) for p in problems) == [
+        (1, checks.WRONG_TYPE, "title"), (2, checks.WRONG_TYPE, "grades"), (3, checks.WRONG_TYPE, "metadata")]
+    assert all("is not valid Unicode" in p.message for p in problems)
+    assert table.column("sourcedId").to_pylist() == ["c-1", "c-2", "c-3", "c-4", "c-5"]
+    assert table.column("title").to_pylist()[4] == "Physics \U0001f600"
+
+
 def test_personal_values_never_reach_messages_or_reject_records():
     record = a_user(givenName=["Ann"], email={"bad": "ann@school.example"})
     _, problems = convert("users", [record])

@@ -381,12 +381,27 @@ class PageConverter:
             records = [r if type(r) is dict else {} for r in records]
         arrays = []
         for column, field, convert in self._columns:
+            type_ = self.entity.schema.field(column).type
             try:
-                values = [convert(r.get(field)) for r in records]
+                # pa.array inside: it is what finds text that is not Unicode (UnicodeEncodeError, a ValueError).
+                arrays.append(pa.array([convert(r.get(field)) for r in records], type=type_))
             except (BadValue, AttributeError, TypeError, ValueError):
-                values = self._convert_slowly(records, field, convert, problems)
-            arrays.append(pa.array(values, type=self.entity.schema.field(column).type))
+                arrays.append(self._column_slowly(records, field, type_, convert, problems))
         return pa.Table.from_arrays(arrays, schema=self.entity.schema), problems
+
+    def _column_slowly(
+        self, records: Sequence[dict], field: str, type_: pa.DataType, convert: Converter, problems: list[Problem]
+    ) -> pa.Array:
+        """The column converted value by value: a bad value becomes null and a Problem."""
+        found = len(problems)
+        values = self._convert_slowly(records, field, convert, problems)
+        try:
+            return pa.array(values, type=type_)
+        except UnicodeEncodeError:
+            # Rare, so only now is every value also tried alone: which one Arrow cannot store.
+            del problems[found:]
+            values = self._convert_slowly(records, field, lambda raw: _storable(convert(raw), type_), problems)
+            return pa.array(values, type=type_)
 
     def _convert_slowly(self, records: Sequence[dict], field: str, convert: Converter, problems: list[Problem]) -> list:
         values = []
@@ -405,6 +420,16 @@ class PageConverter:
         return values
 
 
+def _storable(value: Any, type_: pa.DataType) -> Any:
+    """`value` if Arrow can store it as `type_`. JSON may escape a lone UTF-16 surrogate ("\\ud83d", a name
+    cut in the middle of an emoji), which Python reads but no UTF-8 column can hold."""
+    try:
+        pa.array([value], type=type_)
+    except UnicodeEncodeError:
+        raise BadValue(checks.WRONG_TYPE, "is not valid Unicode (a lone UTF-16 surrogate)") from None
+    return value
+
+
 def _clip(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -415,4 +440,9 @@ def redacted_json(entity: str, record: Any) -> str:
     if type(record) is not dict:
         return json.dumps(_clip(record))
     kept = {k: v for k, v in record.items() if k != "password" and not checks.is_personal(entity, k)}
-    return json.dumps(kept, ensure_ascii=False, default=str)
+    text = json.dumps(kept, ensure_ascii=False, default=str)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: \u escapes keep it readable, and storable as UTF-8
+        text = json.dumps(kept, default=str)
+    return text
