@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 import httpx2
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Failures of our own request (a header value HTTP does not allow, a scheme httpx cannot send): sending
+# it again cannot help.
+UNSENDABLE = (httpx2.LocalProtocolError, httpx2.UnsupportedProtocol)
+# Added to an honoured Retry-After (at most this share of it, and a second), so that workers told the
+# same moment do not all come back at that moment.
+RETRY_AFTER_JITTER_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -23,18 +29,29 @@ class RetryPolicy:
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
     retry_statuses: frozenset[int] = field(default=RETRYABLE_STATUSES)
+    # The longest Retry-After waited for as told; a longer one is not retried (`waits_too_long`), since
+    # coming back early only meets the rate limiter again. None: any Retry-After is cut to
+    # backoff_max_seconds and retried.
+    retry_after_max_seconds: float | None = None
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait before retry number `attempt` (1-based).
 
-        A server's Retry-After wins (capped at the maximum); otherwise full jitter over an exponential
-        window, so that concurrent workers that failed together do not retry together.
+        A server's Retry-After wins (see `retry_after_max_seconds`); otherwise full jitter over an
+        exponential window, so that concurrent workers that failed together do not retry together.
         """
         hinted = parse_retry_after(retry_after)
         if hinted is not None:
-            return min(hinted, self.backoff_max_seconds)
+            if self.retry_after_max_seconds is None:
+                return min(hinted, self.backoff_max_seconds)
+            return hinted + random.uniform(0, min(1.0, hinted * RETRY_AFTER_JITTER_SHARE))
         window = min(self.backoff_max_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
         return random.uniform(window / 2, window)
+
+    def waits_too_long(self, response: httpx2.Response) -> bool:
+        """Whether the response asks for a longer wait than this policy will do (it is not retried)."""
+        hinted = parse_retry_after(response.headers.get("Retry-After"))
+        return self.retry_after_max_seconds is not None and hinted is not None and hinted > self.retry_after_max_seconds
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -64,15 +81,18 @@ def send_with_retries(
     """Call `send` until it returns a non-retryable response or the retries run out.
 
     Retries statuses in `policy.retry_statuses` (or whatever `is_retryable` says), timeouts and
-    connection errors. Returns the last response when it is retryable but retries are exhausted, so
-    the caller can build its own error from it; re-raises the last transport error likewise.
-    `on_retry(attempt, reason, delay)` is told about each retry (for counting and logging).
+    connection errors. Returns the last response when it is retryable but retries are exhausted (or
+    its Retry-After is longer than the policy waits), so the caller can build its own error from it;
+    re-raises the last transport error likewise, and at once one that sending again cannot mend
+    (`UNSENDABLE`). `on_retry(attempt, reason, delay)` is told about each retry (for counting and logging).
     """
     retryable = is_retryable or (lambda r: r.status_code in policy.retry_statuses)
     attempt = 0
     while True:
         try:
             response = send()
+        except UNSENDABLE:
+            raise
         except (httpx2.TimeoutException, httpx2.TransportError) as exc:
             if attempt >= policy.max_retries:
                 raise
@@ -82,7 +102,7 @@ def send_with_retries(
                 on_retry(attempt, f"{type(exc).__name__}", delay)
             sleep(delay)
             continue
-        if not retryable(response) or attempt >= policy.max_retries:
+        if not retryable(response) or attempt >= policy.max_retries or policy.waits_too_long(response):
             return response
         attempt += 1
         delay = policy.delay(attempt, response.headers.get("Retry-After"))

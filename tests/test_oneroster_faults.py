@@ -12,13 +12,16 @@ import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl
 
+import httpx2
 import pyarrow.parquet as pq
 import pytest
 
 from assets.extract import write_snapshot
 from pipeline.oneroster.records import PageConverter
 from pipeline.oneroster.schema import ENTITIES
-from pipeline.resources.oneroster import OneRosterClient, OneRosterError
+from pipeline.http import RetryPolicy, send_with_retries
+from pipeline.resources.oneroster import OneRosterClient, OneRosterError, OneRosterSession
+from pipeline.resources.oneroster_auth import Credentials
 from tests.stub_http import QuietHandler, serving
 
 USERS = ("users",)
@@ -154,3 +157,78 @@ def test_text_that_is_not_unicode_rejects_its_record_and_the_others_are_written(
         ("o150", "wrong_type", "name"), ("o210-\\udc00", "wrong_type", "sourcedId")]
     assert all("is not valid Unicode" in r["message"] for r in rejects)
     assert json.loads(rejects[0]["record"])["name"] == "Lincoln Elementary \ud83d"
+
+
+# --- vendor headers ----------------------------------------------------------------------------------
+
+
+def test_a_vendor_header_value_with_a_control_character_is_refused_before_any_request():
+    """A trailing newline copied from a secrets file: h11 would refuse every request (and its error
+    quotes the value); the configuration is refused first, naming the header but not its value."""
+    with provider(lambda query: (200, {}, {"orgs": []})) as (root, queries):
+        bad = client(root, extra_headers_json='{"x-vendor-authorization": "VENDORKEY:VENDORSECRET-123\\n"}')
+        with pytest.raises(ValueError) as caught:
+            bad.open()
+    assert "x-vendor-authorization" in str(caught.value) and "control character" in str(caught.value)
+    assert "VENDORSECRET" not in str(caught.value) and queries == []
+
+
+def test_an_unsendable_request_fails_at_once_without_quoting_the_header():
+    """Below the configuration check: whatever makes httpx refuse to send a request is not retried (it
+    cannot succeed), and its text, which quotes the header, stays out of the error."""
+    secret = "VENDORKEY:VENDORSECRET-456\r"
+    with provider(lambda query: (200, {}, {"orgs": []})) as (root, queries):
+        session = OneRosterSession(
+            base_url=root + "/ims/oneroster/v1p1",
+            credentials=Credentials(scheme="oauth2", client_id="client-id-3c9d", client_secret="client-secret-77ab",
+                                    token_url=root + "/token"),
+            extra_headers={"x-vendor-authorization": secret}, page_size=10, max_concurrency=1,
+            timeout_seconds=5, retry_policy=RetryPolicy(max_retries=3),
+        )
+        with session, pytest.raises(OneRosterError) as caught:
+            session.get("/orgs")
+    assert "LocalProtocolError" in str(caught.value) and "ONEROSTER_EXTRA_HEADERS" in str(caught.value)
+    assert "VENDORSECRET" not in str(caught.value) + repr(caught.value)
+    assert session.stats.retries == 0 and queries == []
+
+
+def test_a_secret_echoed_in_escaped_form_is_redacted_too():
+    """A provider quoting the vendor header back inside a JSON string escapes its quote and backslash."""
+    secret = 'key:se"cr\\et-789'
+
+    def refuse(query: dict[str, str]) -> Answer:
+        return 401, {}, json.dumps({"error": f"unknown vendor key {secret}"}).encode()
+
+    with provider(refuse) as (root, _):
+        echoed = client(root, extra_headers={"x-vendor-authorization": secret}, max_retries=0)
+        with echoed.open() as session, pytest.raises(OneRosterError) as caught:
+            session.get("/orgs")
+    assert caught.value.status_code == 401 and "unknown vendor key" in str(caught.value)
+    assert "cr\\\\et" not in str(caught.value) and "se\\\"cr" not in str(caught.value)
+
+
+# --- Retry-After -------------------------------------------------------------------------------------
+
+
+def test_a_long_retry_after_is_waited_for_as_told():
+    """Retry-After: 300 is honoured (a fake clock: nothing sleeps), not cut to 30 s, which only met the
+    rate limiter five more times and gave up."""
+    clock = {"now": 0.0}
+    with provider(lambda query: (429, {"Retry-After": "300"}, {}) if clock["now"] < 300 else (200, {}, {"orgs": []})) as (
+        root, queries), httpx2.Client() as http:
+        response = send_with_retries(
+            lambda: http.get(root + "/ims/oneroster/v1p1/orgs"),
+            RetryPolicy(max_retries=5, retry_after_max_seconds=OneRosterClient().max_retry_after_seconds),
+            sleep=lambda seconds: clock.update(now=clock["now"] + seconds),
+        )
+    assert response.status_code == 200 and len(queries) == 2
+    assert 300 <= clock["now"] <= 301  # as told, plus at most a second of jitter
+
+
+def test_a_retry_after_beyond_the_cap_fails_at_once_saying_so():
+    with provider(lambda query: (429, {"Retry-After": "3600"}, {})) as (root, queries):
+        limited = client(root, max_retries=5, max_retry_after_seconds=600)
+        with limited.open() as session, pytest.raises(OneRosterError) as caught:
+            within(5, lambda: session.get("/orgs"))
+    assert caught.value.status_code == 429 and len(queries) == 1 and session.stats.retries == 0
+    assert "Retry-After 3600 is longer than the 600 s this client waits" in str(caught.value)

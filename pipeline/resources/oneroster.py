@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,7 +27,7 @@ import httpx2
 from pydantic import Field
 
 from pipeline import settings
-from pipeline.http import RetryPolicy, send_with_retries
+from pipeline.http import UNSENDABLE, RetryPolicy, send_with_retries
 from pipeline.resources.oneroster_auth import (
     OAUTH1_SIGNATURE_METHODS,
     TOKEN_AUTH_METHODS,
@@ -489,11 +490,7 @@ class OneRosterSession:
         except TokenRequestError as exc:
             raise self._token_error(exc) from None
         except httpx2.TransportError as exc:
-            raise OneRosterError(
-                f"{method} {url} failed after {self._policy.max_retries} retries: {type(exc).__name__}: "
-                f"{self._redact(str(exc))}",
-                endpoint=endpoint,
-            ) from None
+            raise OneRosterError(f"{method} {url} {self._transport_failure(exc)}", endpoint=endpoint) from None
         if response.status_code not in ok:
             raise self._http_error(method, endpoint, response)
         return response
@@ -509,12 +506,20 @@ class OneRosterSession:
             response = send_with_retries(lambda: self._http.send(request), self._policy, on_retry=on_retry)
         except httpx2.TransportError as exc:
             raise TokenRequestError(
-                f"token request to {request.url} failed after {self._policy.max_retries} retries: "
-                f"{type(exc).__name__}: {self._redact(str(exc))}; check ONEROSTER_TOKEN_URL",
+                f"token request to {request.url} {self._transport_failure(exc)}; check ONEROSTER_TOKEN_URL",
                 status_code=None,
             ) from None
         response.read()
         return response
+
+    def _transport_failure(self, exc: httpx2.TransportError) -> str:
+        if isinstance(exc, UNSENDABLE):
+            # Its text quotes the offending part of our request, which may be a credential: left out.
+            return (
+                f"could not be sent ({type(exc).__name__}: the request is malformed, e.g. a header value with a "
+                "control character; check ONEROSTER_BASE_URL, ONEROSTER_TOKEN_URL and ONEROSTER_EXTRA_HEADERS)"
+            )
+        return f"failed after {self._policy.max_retries} retries: {type(exc).__name__}: {self._redact(str(exc))}"
 
     def _token_error(self, exc: TokenRequestError) -> OneRosterError:
         assert self._tokens is not None
@@ -531,7 +536,12 @@ class OneRosterSession:
             message += f" ({status_info})"
         elif response.text.strip():
             message += f": {response.text.strip()[:300]}"
-        if response.status_code in self._policy.retry_statuses:
+        if self._policy.waits_too_long(response):
+            message += (
+                f" (not retried: Retry-After {response.headers.get('Retry-After')} is longer than the "
+                f"{self._policy.retry_after_max_seconds:g} s this client waits; run again later)"
+            )
+        elif response.status_code in self._policy.retry_statuses:
             message += f" (still failing after {self._policy.max_retries} retries)"
         elif response.status_code == 401:
             message += "; the provider refused the credentials: check ONEROSTER_CLIENT_ID/ONEROSTER_CLIENT_SECRET"
@@ -579,8 +589,20 @@ class OneRosterSession:
         issued = self._tokens.issued_values() if self._tokens is not None else ()
         for secret in (*self._secrets, *issued):
             if len(secret) >= 4:
-                text = text.replace(secret, "***")
+                for form in _quoted_forms(secret):
+                    text = text.replace(form, "***")
         return text
+
+
+def _quoted_forms(secret: str) -> set[str]:
+    """The secret as it may appear in a message: itself, and as Python (str or bytes) or JSON escapes it,
+    which differ when it holds a control character (an error quoting a header value shows it escaped)."""
+    return {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(secret)[1:-1],
+    }
 
 
 def _succeeded(future: Future) -> bool:
@@ -659,6 +681,8 @@ class OneRosterClient(dg.ConfigurableResource):
     max_concurrency: int = 4
     timeout_seconds: float = 60
     max_retries: int = 5
+    # A provider's Retry-After is waited for as told up to this long; a longer one fails at once.
+    max_retry_after_seconds: float = 600
     data_dir: str = "./data"
 
     def open(self) -> OneRosterSession:
@@ -704,7 +728,7 @@ class OneRosterClient(dg.ConfigurableResource):
             page_size=self.page_size,
             max_concurrency=self.max_concurrency,
             timeout_seconds=self.timeout_seconds,
-            retry_policy=RetryPolicy(max_retries=self.max_retries),
+            retry_policy=RetryPolicy(max_retries=self.max_retries, retry_after_max_seconds=self.max_retry_after_seconds),
         )
 
     def _headers(self) -> dict[str, str]:
@@ -722,6 +746,8 @@ class OneRosterClient(dg.ConfigurableResource):
                     'e.g. {"x-vendor-authorization": "key:secret"}'
                 )
             headers.update(parsed)
+        for name, value in headers.items():
+            _check_header(name, value)
         return headers
 
     def _check_settings(self, auth: str, client_id: str, client_secret: str, token_url: str) -> None:
@@ -749,8 +775,26 @@ class OneRosterClient(dg.ConfigurableResource):
             problems.append(f"ONEROSTER_TIMEOUT_SECONDS must be positive, got {self.timeout_seconds}")
         if self.max_retries < 0:
             problems.append(f"ONEROSTER_MAX_RETRIES must be 0 or more, got {self.max_retries}")
+        if not self.max_retry_after_seconds >= 0:  # written so that nan fails too
+            problems.append(f"max_retry_after_seconds must be 0 or more, got {self.max_retry_after_seconds}")
         if problems:
             raise ValueError("OneRoster client misconfigured: " + "; ".join(problems))
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
+
+
+def _check_header(name: str, value: str) -> None:
+    """HTTP allows a header name of token characters and a value of visible ASCII, spaces and tabs. The
+    message never quotes the value: vendor headers are credentials."""
+    if not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"ONEROSTER_EXTRA_HEADERS: {name!r} is not a valid HTTP header name")
+    if not _HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            f"ONEROSTER_EXTRA_HEADERS: the value of {name} holds a character HTTP headers do not allow (a control "
+            "character such as a trailing newline copied from a secrets file, or a non-ASCII letter)"
+        )
 
 
 def _token_url_problems(token_url: str) -> list[str]:
