@@ -26,6 +26,7 @@ FAILURE_STATES = frozenset({"failed", "failed_with_messages", "aborted"})
 TERMINAL_STATES = SUCCESS_STATES | FAILURE_STATES
 PER_PAGE = 100
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class CanvasError(Exception):
@@ -168,10 +169,15 @@ class CanvasSession:
             next_link = response.links.get("next", {}).get("url")
             if not next_link:
                 return
-            if urlsplit(str(response.url.join(next_link))).netloc != urlsplit(self.base_url).netloc:
-                # The bearer token must only ever go to the configured Canvas.
-                raise CanvasError(response.status_code, _shown(path), "Link rel=next points at another host")
-            response = self._request("GET", next_link)
+            target = str(response.url.join(next_link))
+            if _origin(target) != _origin(self.base_url):
+                # The bearer token goes only to the configured Canvas, and never over plain http when
+                # that is https (a proxy rewriting Link headers to http:// would expose it).
+                scheme, host, port = _origin(target)
+                raise CanvasError(response.status_code, _shown(path),
+                                  f"Link rel=next points at {scheme}://{host}:{port}, not the scheme, host and port "
+                                  f"of CANVAS_BASE_URL: not followed (the access token is only sent there)")
+            response = self._request("GET", target)
 
     # --- SIS imports -----------------------------------------------------------------------------
     def create_sis_import(self, zip_bytes: bytes, **params: Any) -> dict:
@@ -220,6 +226,13 @@ def validate_base_url(url: str) -> str:
     if not parts.hostname or parts.username or parts.password or parts.query:
         raise ValueError("CANVAS_BASE_URL must be the root URL of Canvas, without credentials or a query string")
     return url
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url`, the port made explicit, for same-origin comparison."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
 
 
 def _page_items(body: Any) -> list:
