@@ -270,7 +270,8 @@ def canvas_term_csvs(
     """courses.csv, sections.csv and enrollments.csv of one school term."""
     key = context.partition_key
     term_id = term_sourced_id(key)
-    with mapping.open_roster_db(data_dir, term_id=term_id) as conn:
+    last_import = DataSet.for_name(data_dir, key).last_imported_dir()
+    with mapping.open_roster_db(data_dir, term_id=term_id, last_import=last_import) as conn:
         for file, metadata in build_term(conn, data_dir, mapping, key):
             metadata["term_sourced_id"] = term_id
             yield dg.MaterializeResult(asset_key=file.key, metadata=metadata)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from pipeline.datadir import DataDir, atomic_write_bytes, atomic_write_text, remove_folder
 
 DISTRICT = "district"
@@ -32,6 +34,7 @@ TERM_FILES = ("courses", "sections", "enrollments")
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
 IMPORT_RECORD = "import.json"
+DELETED_ENROLLMENTS = "deleted_enrollments.csv"  # beside the imported enrollments.csv in last_imported/
 # sha256 of the bytes that last passed the blocking import-rules check; the upload sends nothing else.
 PASSED_CHECK_RECORD = "import_rules_passed.json"
 PIN_PREFIX = ".pinned."
@@ -63,6 +66,11 @@ class DataSet:
 
     def last_imported_path(self, file: str) -> Path:
         return self.directory / LAST_IMPORTED / f"{file}.csv"
+
+    def last_imported_dir(self) -> Path:
+        """The folder of the files of the last successful import (it may not exist)."""
+        self._restore_interrupted_swap()
+        return self.directory / LAST_IMPORTED
 
     @property
     def zip_path(self) -> Path:
@@ -196,6 +204,8 @@ class DataSet:
         staging.mkdir(parents=True)
         for file in self.files:
             shutil.copyfile(self.csv_path(file), staging / f"{file}.csv")
+        if "enrollments" in self.files:
+            _write_deleted_enrollments(staging / "enrollments.csv", staging / DELETED_ENROLLMENTS)
         record = {
             "data_set": self.name,
             "import_id": sis_import.get("id"),
@@ -223,6 +233,14 @@ class DataSet:
 
     def write_result(self, result: dict[str, Any]) -> None:
         atomic_write_text(self.result_path, json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
+def _write_deleted_enrollments(enrollments: Path, target: Path) -> None:
+    """The imported enrollments sent as deleted: the term build keeps sending them so (see
+    assets/sql/canvas_enrollments.sql) without reading every imported enrollment each night."""
+    with duckdb.connect(":memory:") as conn:
+        imported = conn.read_csv(str(enrollments), header=True, all_varchar=True)
+        imported.filter("lower(status) = 'deleted'").select("section_id, user_id, role").write_csv(str(target), header=True)
 
 
 def file_sha256(path: Path) -> str:

@@ -13,6 +13,16 @@ FROM (
     FROM rb_term_enrollment
     WHERE role IS NOT NULL AND user_known
     GROUP BY section_rank, user_id, role
+    UNION ALL
+    -- Sent as deleted before, no longer sent by the SIS: still deleted. Canvas's diff would otherwise
+    -- give the missing row MAPPING_ENROLLMENT_DROP_STATUS (inactive), and a dropped student would
+    -- come back to the course roster. Only while its section and user are still in the data set.
+    SELECT s.section_rank, i.user_id, i.role, true
+    FROM rb_imported_deleted_enrollment i
+    JOIN rb_canvas_section s ON s.section_id = i.section_id
+    SEMI JOIN rb_canvas_user u ON u.user_id = i.user_id
+    WHERE NOT EXISTS (SELECT 1 FROM rb_term_enrollment t WHERE t.section_rank = s.section_rank
+                      AND t.user_id = i.user_id AND t.role = i.role AND t.user_known)
 ) e
 JOIN (
     SELECT section_rank, any_value(section_id) AS section_id, any_value(course_id) AS course_id

@@ -1,8 +1,20 @@
--- One term's classes, Canvas courses, sections and enrollments (getvariable('term_id')), on top of
--- canvas_model.sql. Only this term's rows are materialised, once per term step: the term's files
--- and the skip counts all read them.
+-- One term data set's classes, Canvas courses, sections and enrollments (getvariable('term_id')), on
+-- top of canvas_model.sql and the data set's last import (rb_imported_*). Only this data set's rows are
+-- materialised, once per term step: the term's files and the skip counts all read them.
 
-CREATE TABLE rb_class AS
+-- The classes of this term's data set: the term's own, and those its last Canvas import held that
+-- the SIS has since moved to another term (a class scheduled in a second semester now lives in the
+-- school year). Canvas diffs a data set only against its own last import, so leaving a moved class
+-- out would make this term's import delete the course, section and enrollments that the other
+-- term's import has just moved; listed here too, with their new term (the same rows as there), they
+-- stay. Classes of the moved classes' terms are read as well, only to complete the rows of their
+-- courses (`listed` = a section of this data set).
+CREATE TABLE rb_class_in_scope AS
+WITH moved_away AS (
+    SELECT ct.class_id, ct.term_id
+    FROM rb_class_term ct SEMI JOIN rb_imported_section s ON s.section_id = ct.class_id
+    WHERE ct.term_id <> getvariable('term_id')
+)
 SELECT
     c.sourcedId AS class_id,
     rb_text(c.title) AS title,
@@ -12,10 +24,14 @@ SELECT
     coalesce(school.account_id, getvariable('root_account_id')) AS account_id,
     rb_deleted(c.status) AS deleted,
     CASE WHEN getvariable('course_mode') = 'per_class' THEN c.sourcedId
-         ELSE coalesce(rb_text(c.courseSourcedId), c.sourcedId) || '::' || ct.term_id END AS course_id
+         ELSE coalesce(rb_text(c.courseSourcedId), c.sourcedId) || '::' || ct.term_id END AS course_id,
+    ct.term_id = getvariable('term_id') OR c.sourcedId IN (SELECT class_id FROM moved_away) AS listed
 FROM or_classes c
-JOIN rb_class_term ct ON ct.class_id = c.sourcedId AND ct.term_id = getvariable('term_id')
-LEFT JOIN rb_account school ON school.org_id = c.schoolSourcedId;
+JOIN rb_class_term ct ON ct.class_id = c.sourcedId
+LEFT JOIN rb_account school ON school.org_id = c.schoolSourcedId
+WHERE ct.term_id = getvariable('term_id') OR ct.term_id IN (SELECT term_id FROM moved_away);
+
+CREATE TABLE rb_class AS SELECT * EXCLUDE (listed) FROM rb_class_in_scope WHERE listed;
 
 CREATE TABLE rb_canvas_course AS
 SELECT
@@ -37,10 +53,10 @@ SELECT
     coalesce(any_value(org.account_id), first(c.account_id ORDER BY c.class_id)),
     any_value(c.term_id),
     coalesce(bool_or(rb_deleted(co.status)), false) OR bool_and(c.deleted)
-FROM rb_class c
+FROM rb_class_in_scope c
 LEFT JOIN or_courses co ON co.sourcedId = c.course_source_id
 LEFT JOIN rb_account org ON org.org_id = co.orgSourcedId
-WHERE getvariable('course_mode') = 'per_course_term'
+WHERE getvariable('course_mode') = 'per_course_term' AND c.course_id IN (SELECT course_id FROM rb_class)
 GROUP BY c.course_id;
 
 -- section_rank orders sections as their ids do: the enrollments sort on it (an integer) instead of

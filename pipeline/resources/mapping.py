@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import settings
+from pipeline.canvas_data_set import DELETED_ENROLLMENTS
 from pipeline.datadir import DataDir
 from pipeline.oneroster.schema import ENTITIES
 
@@ -182,10 +183,12 @@ class MappingSettings(dg.ConfigurableResource):
         }
 
     # --- the DuckDB session ----------------------------------------------------------------------
-    def open_roster_db(self, data_dir: DataDir, term_id: str | None = None) -> duckdb.DuckDBPyConnection:
+    def open_roster_db(self, data_dir: DataDir, term_id: str | None = None,
+                       last_import: Path | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB over the latest snapshot's Parquet with the mapping model built.
 
-        `term_id` (an academicSession sourcedId) selects the term the per-term SQL reads.
+        `term_id` (an academicSession sourcedId) selects the term the per-term SQL reads; `last_import`
+        is the folder of that term data set's CSVs as last imported into Canvas, if there is one.
         """
         self.check()
         conn = duckdb.connect(":memory:")
@@ -194,6 +197,7 @@ class MappingSettings(dg.ConfigurableResource):
             self._install(conn, term_id)
             conn.execute(sql_text("canvas_model"))
             if term_id is not None:
+                _register_last_import(conn, last_import)
                 conn.execute(sql_text("canvas_term_model"))
         except BaseException:
             conn.close()
@@ -231,6 +235,21 @@ class MappingSettings(dg.ConfigurableResource):
         conn.execute(
             _template_macro("rb_term_name", self.term_name_template, TERM_NAME_FIELDS, "MAPPING_TERM_NAME_TEMPLATE")
         )
+
+
+def _register_last_import(conn: duckdb.DuckDBPyConnection, folder: Path | None) -> None:
+    """From the term data set's last Canvas import: rb_imported_section(section_id), its sections, and
+    rb_imported_deleted_enrollment(section_id, user_id, role), its enrollments sent as deleted."""
+    def csv_of(file: str) -> str | None:
+        path = folder / file if folder is not None else None
+        return f"read_csv({sql_literal(str(path))}, header = true, all_varchar = true)" if path and path.is_file() else None
+
+    sections, deleted = csv_of("sections.csv"), csv_of(DELETED_ENROLLMENTS)
+    conn.execute("CREATE TABLE rb_imported_section AS " + (
+        f"SELECT DISTINCT section_id FROM {sections}" if sections else "SELECT NULL::VARCHAR AS section_id LIMIT 0"))
+    conn.execute("CREATE TABLE rb_imported_deleted_enrollment AS " + (
+        f"SELECT DISTINCT section_id, user_id, role FROM {deleted}" if deleted
+        else "SELECT NULL::VARCHAR AS section_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS role LIMIT 0"))
 
 
 def _register_sources(conn: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
