@@ -343,11 +343,14 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
         started = time.monotonic()
         snapshot = snapshot_of_run(context)
         with oneroster.open() as session:
-            pages = session.iter_pages(
-                entity.path, envelope_keys=entity.envelope_keys, decode=PageConverter(entity).decode_many
-            )
             try:
-                report = write_snapshot(entity, pages, data_dir, snapshot)
+                # Read again from scratch (the files are rewritten) if records are deleted mid-read.
+                report = session.read_collection(
+                    entity.path,
+                    lambda pages: write_snapshot(entity, pages, data_dir, snapshot),
+                    envelope_keys=entity.envelope_keys,
+                    decode=PageConverter(entity).decode_many,
+                )
             except UpstreamNotExtracted as missing:
                 raise dg.Failure(description=str(missing), allow_retries=False) from None
             stats = session.stats

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer, FaultPlan
 from pipeline.demo.provider_auth import TokenIssuer
-from pipeline.resources.oneroster import OneRosterClient, OneRosterError, dateLastModified_filter
+from pipeline.resources.oneroster import CollectionShrank, OneRosterClient, OneRosterError, dateLastModified_filter
 from tests.stub_http import QuietHandler, serving
 
 STUDENTS = 120
@@ -172,23 +172,32 @@ def test_concurrent_pages_come_in_offset_order_with_bounded_read_ahead(reference
     assert ids == reference_ids
 
 
-def test_rows_deleted_while_paging_concurrently_end_the_read_cleanly(reference_ids):
+def test_rows_deleted_while_paging_concurrently_are_read_again_whole(reference_ids):
+    """X-Total-Count falls: the read stops (CollectionShrank) and read_collection reads once more."""
     dropped = reference_ids[-30:]
+    reads = []
+
+    def consume(pages):
+        ids = [r["sourcedId"] for r in next(pages)]
+        if not reads:
+            srv.store.drop_records("users", dropped)  # the SIS deletes users mid-read
+        reads.append(ids)
+        rest = list(pages)
+        assert all(rest), "an empty page is the end, never yielded"
+        return ids + [r["sourcedId"] for page in rest for r in page]
+
     with DemoOneRosterServer(students=STUDENTS, seed=1, latency_ms=10) as srv:
         with client_for(srv, page_size=50, max_concurrency=2).open() as session:
-            pages = session.iter_pages("/users", envelope_keys=USERS)
-            ids = [r["sourcedId"] for r in next(pages)]
-            srv.store.drop_records("users", dropped)  # the SIS deletes users mid-read
-            rest = list(pages)
-    assert all(rest), "an empty page is the end, never yielded"
-    assert ids + [r["sourcedId"] for page in rest for r in page] == reference_ids[:-30]
+            ids = session.read_collection("/users", consume, envelope_keys=USERS)
+    assert len(reads) == 2 and ids == reference_ids[:-30]
 
 
 def test_a_failed_page_after_a_short_one_does_not_end_the_read():
     """Records deleted mid-read: the page at offset 3 comes back short and the provider refuses offsets
-    past its new end with a 400. The short page switches the read to one page at a time, and the
-    refused pages (which arrived before it) are never reached, as when pages are read one by one."""
+    past its new end with a 400. The short page (its total fell) ends the read before the refused pages
+    (which arrived before it) are reached, as when pages are read one by one; the second read is whole."""
     total_at_first, total_now = 10, 5
+    first_request = threading.Event()
 
     class ShrinkingProvider(QuietHandler):
         def do_POST(self):  # noqa: N802 - stdlib hook name
@@ -199,7 +208,8 @@ def test_a_failed_page_after_a_short_one_does_not_end_the_read():
         def do_GET(self):  # noqa: N802 - stdlib hook name
             query = dict(p.split("=") for p in self.path.partition("?")[2].split("&"))
             offset, limit = int(query["offset"]), int(query["limit"])
-            total = total_at_first if offset == 0 else total_now
+            total = total_now if first_request.is_set() else total_at_first
+            first_request.set()
             if offset > total:
                 self.answer(400, "application/json", json.dumps({"statusInfoSet": [
                     {"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_description": "offset beyond end"}]}).encode())
@@ -214,7 +224,10 @@ def test_a_failed_page_after_a_short_one_does_not_end_the_read():
                                  client_id=DEMO_CLIENT_ID, client_secret="s3cret-value", page_size=3,
                                  max_concurrency=4, max_retries=0)
         with client.open() as session:
-            ids = [r["sourcedId"] for page in session.iter_pages("/users", envelope_keys=USERS) for r in page]
+            with pytest.raises(CollectionShrank):
+                list(session.iter_pages("/users", envelope_keys=USERS))
+            ids = session.read_collection(
+                "/users", lambda pages: [r["sourcedId"] for page in pages for r in page], envelope_keys=USERS)
     assert ids == [f"u{i}" for i in range(total_now)]
 
 

@@ -12,21 +12,29 @@ import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl
 
+import dagster as dg
 import httpx2
 import pyarrow.parquet as pq
 import pytest
 
-from assets.extract import write_snapshot
+from assets.extract import asset_key, extract_assets, write_snapshot
+from pipeline.datadir import tonight
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer
 from pipeline.oneroster.records import PageConverter
 from pipeline.oneroster.schema import ENTITIES
 from pipeline.http import RetryPolicy, send_with_retries
-from pipeline.resources.oneroster import OneRosterClient, OneRosterError, OneRosterSession
+from pipeline.resources.oneroster import CollectionShrank, OneRosterClient, OneRosterError, OneRosterSession
 from pipeline.resources.oneroster_auth import Credentials
 from tests.stub_http import QuietHandler, serving
 
 USERS = ("users",)
 # What a provider's GET handler returns: (status, headers, body).
 Answer = tuple[int, dict[str, str], dict | bytes]
+
+
+def schools(count: int, width: int = 4) -> list[dict]:
+    return [{"sourcedId": f"o{i:0{width}d}", "status": "active", "dateLastModified": "2024-01-01T00:00:00Z",
+             "name": f"School {i}", "type": "school"} for i in range(count)]
 
 
 def users(count: int) -> list[dict]:
@@ -137,9 +145,7 @@ def test_a_provider_echoing_the_client_id_does_not_put_it_in_the_error(auth):
 def test_text_that_is_not_unicode_rejects_its_record_and_the_others_are_written(data_dir):
     """JSON can escape a lone UTF-16 surrogate (a name cut in the middle of an emoji); Python reads it,
     but no UTF-8 Parquet column can hold it: only that record is rejected, naming record and field."""
-    orgs = [{"sourcedId": f"o{i}", "status": "active", "dateLastModified": "2024-01-01T00:00:00Z",
-             "name": f"School {i}", "type": "school"} for i in range(300)]
-    body = json.dumps({"orgs": orgs})  # ASCII, so the escapes below stay escapes
+    body = json.dumps({"orgs": schools(300, width=1)})  # ASCII, so the escapes below stay escapes
     body = body.replace('"School 150"', '"Lincoln Elementary \\ud83d"').replace('"o210"', '"o210-\\udc00"')
     body = body.replace('"School 250"', '"Smile \\ud83d\\ude00"')  # a whole pair is fine
     entity = ENTITIES["orgs"]
@@ -232,3 +238,213 @@ def test_a_retry_after_beyond_the_cap_fails_at_once_saying_so():
             within(5, lambda: session.get("/orgs"))
     assert caught.value.status_code == 429 and len(queries) == 1 and session.stats.retries == 0
     assert "Retry-After 3600 is longer than the 600 s this client waits" in str(caught.value)
+
+
+# --- pages that end a collection early ---------------------------------------------------------------
+
+
+def paged(records: list[dict], key: str = "users", total: int | None = None) -> Callable[[dict[str, str]], Answer]:
+    """A well-behaved provider of `records` by limit/offset, with X-Total-Count."""
+    def answer(query: dict[str, str]) -> Answer:
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
+        return 200, {"X-Total-Count": str(len(records) if total is None else total)}, {key: records[offset:offset + limit]}
+    return answer
+
+
+def once_at(offset: int, glitch: Answer, then: Callable[[dict[str, str]], Answer], times: int = 1):
+    """`then`, except that the first `times` requests for `offset` get `glitch`."""
+    left = {"glitches": times}
+
+    def answer(query: dict[str, str]) -> Answer:
+        if int(query.get("offset", 0)) == offset and left["glitches"] > 0:
+            left["glitches"] -= 1
+            return glitch
+        return then(query)
+    return answer
+
+
+def read_ids(root: str, path: str = "/users", keys: tuple[str, ...] = USERS, **config) -> tuple[list[str], dict]:
+    with client(root, **config).open() as session:
+        ids = [r["sourcedId"] for page in session.iter_pages(path, envelope_keys=keys) for r in page]
+        return ids, session.stats.as_dict()
+
+
+BUSY = {"statusInfoSet": [{"imsx_codeMajor": "failure", "imsx_severity": "error",
+                           "imsx_CodeMinor": {"imsx_codeMinorField": [
+                               {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": "server_busy"}]},
+                           "imsx_description": "database unavailable"}]}
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 4])
+@pytest.mark.parametrize("glitch", [
+    (200, {"X-Total-Count": "1000"}, {"users": []}),
+    (200, {"X-Total-Count": "1000"}, {}),
+    (200, {}, BUSY),
+], ids=["empty-page", "empty-object", "server-busy"])
+def test_a_page_the_provider_fails_to_fill_is_asked_again_and_the_read_is_whole(max_concurrency, glitch):
+    """Ending the collection at such a page would truncate the snapshot, and Canvas diffing would then
+    delete every record after it."""
+    everyone = users(1000)
+    with provider(once_at(300, glitch, paged(everyone))) as (root, queries):
+        ids, stats = read_ids(root, page_size=100, max_concurrency=max_concurrency, max_retries=2)
+    assert ids == [u["sourcedId"] for u in everyone]
+    assert stats["retries"] == 1 and [q["offset"] for q in queries].count("300") == 2
+
+
+@pytest.mark.parametrize("offset", [0, 300])
+def test_a_page_that_stays_empty_fails_naming_the_collection_offset_and_total(offset):
+    empty = (200, {"X-Total-Count": "1000"}, {"users": []})
+    with provider(once_at(offset, empty, paged(users(1000)), times=99)) as (root, queries):
+        with pytest.raises(OneRosterError) as caught:
+            read_ids(root, page_size=100, max_concurrency=4, max_retries=1)
+    message = str(caught.value)
+    assert caught.value.endpoint == "/users" and f"offset={offset}" in message
+    assert "X-Total-Count says 1000" in message and "after 1 retries" in message
+
+
+def test_a_200_with_a_failure_status_is_an_error_not_an_empty_collection():
+    refusal = {"statusInfoSet": [{"imsx_codeMajor": "failure", "imsx_severity": "error",
+                                  "imsx_codeMinor": "unauthorisedrequest", "imsx_description": "no access to users"}]}
+    with provider(lambda query: (200, {}, refusal)) as (root, queries):
+        with pytest.raises(OneRosterError) as caught:
+            read_ids(root, max_retries=3)
+    assert caught.value.status_code == 200 and caught.value.status_info.code_minor == "unauthorisedrequest"
+    assert "failure status" in str(caught.value) and "no access to users" in str(caught.value)
+    assert len(queries) == 1  # not worth retrying, unlike server_busy
+
+
+def test_a_server_busy_that_persists_fails_after_the_retries():
+    with provider(lambda query: (200, {}, BUSY)) as (root, queries):
+        with pytest.raises(OneRosterError) as caught:
+            read_ids(root, max_retries=1)
+    assert caught.value.status_info.code_minor == "server_busy" and "after 1 retries" in str(caught.value)
+    assert len(queries) == 2
+
+
+def test_an_empty_collection_answered_with_an_empty_object_is_still_empty():
+    with provider(lambda query: (200, {}, {})) as (root, _):
+        assert read_ids(root)[0] == []
+
+
+def test_a_read_that_ends_short_of_the_total_fails_saying_how_short():
+    """The page cap shrinks at offset 300 (so the read goes on page by page), and that page's Link header
+    says it is the last: 350 of 1000 records."""
+    everyone = users(1000)
+
+    def answer(query: dict[str, str]) -> Answer:
+        status, headers, body = paged(everyone)(query)
+        if query["offset"] == "300":
+            return status, {**headers, "Link": '<https://sis.example/first>; rel="first"'}, {"users": everyone[300:350]}
+        return status, headers, body
+
+    with provider(answer) as (root, _):
+        with pytest.raises(OneRosterError) as caught:
+            read_ids(root, page_size=100, max_concurrency=2)
+    assert "ended the collection after 350 records, but its X-Total-Count says 1000" in str(caught.value)
+
+
+# --- records deleted mid-read ------------------------------------------------------------------------
+
+
+def test_a_record_deleted_mid_read_never_makes_another_live_record_vanish():
+    """Offset paging: deleting a record already read moves every later row up one place, so the first
+    row of each later page slips into the page before it, already read. The total falls, the read stops,
+    and the second read sees every live record."""
+    with DemoOneRosterServer(students=60, seed=1) as srv:
+        demo = OneRosterClient(base_url=srv.base_url, token_url=srv.token_url, client_id=DEMO_CLIENT_ID,
+                               client_secret=DEMO_CLIENT_SECRET, page_size=50, max_concurrency=1)
+        with demo.open() as session:
+            before = [r["sourcedId"] for p in session.iter_pages("/users", envelope_keys=USERS) for r in p]
+            reads = []
+
+            def consume(pages: Iterator) -> list[str]:
+                ids = [r["sourcedId"] for r in next(pages)]
+                if not reads:
+                    srv.store.drop_records("users", [before[10]])  # the SIS deletes a user already read
+                reads.append(ids)
+                return ids + [r["sourcedId"] for page in pages for r in page]
+
+            ids = session.read_collection("/users", consume, envelope_keys=USERS)
+    assert len(reads) == 2 and ids == before[:10] + before[11:]
+
+
+def test_deletions_during_the_second_read_too_fail_with_a_clear_error():
+    with DemoOneRosterServer(students=60, seed=1) as srv:
+        demo = OneRosterClient(base_url=srv.base_url, token_url=srv.token_url, client_id=DEMO_CLIENT_ID,
+                               client_secret=DEMO_CLIENT_SECRET, page_size=50, max_concurrency=2)
+        with demo.open() as session:
+            def consume(pages: Iterator) -> list:
+                first = next(pages)
+                srv.store.drop_records("users", [first[0]["sourcedId"]])  # deletions go on and on
+                return [*first, *(r for page in pages for r in page)]
+
+            with pytest.raises(CollectionShrank) as caught:
+                session.read_collection("/users", consume, envelope_keys=USERS)
+    assert "X-Total-Count fell" in str(caught.value) and "second read too" in str(caught.value)
+    assert "run again later" in str(caught.value) and caught.value.endpoint == "/users"
+
+
+def test_the_extract_asset_reads_again_and_writes_every_live_record(data_dir, instance):
+    """End to end through oneroster/orgs: the SIS deletes an org already read while the asset reads."""
+    orgs = schools(1000)
+    served = {"pages": 0}
+
+    def answer(query: dict[str, str]) -> Answer:
+        served["pages"] += 1
+        if served["pages"] == 2:
+            del orgs[5]  # between the first page and the others
+        return paged(orgs, key="orgs")(query)
+
+    asset = next(a for a in extract_assets if a.key == asset_key("orgs"))
+    with provider(answer) as (root, queries):
+        result = dg.materialize([asset], instance=instance, raise_on_error=False,
+                                resources={"oneroster": client(root, page_size=100, max_concurrency=4),
+                                           "data_dir": data_dir})
+    assert result.success
+    written = pq.read_table(data_dir.entity_path(tonight(), "orgs")).column("sourcedId").to_pylist()
+    assert written == [o["sourcedId"] for o in orgs] and len(written) == 999
+    assert [q["offset"] for q in queries].count("0") == 2  # read twice
+
+
+def test_the_extract_asset_fails_and_writes_nothing_when_a_page_stays_empty(data_dir, instance):
+    orgs = schools(1000)
+    empty = (200, {"X-Total-Count": "1000"}, {"orgs": []})
+    asset = next(a for a in extract_assets if a.key == asset_key("orgs"))
+    with provider(once_at(300, empty, paged(orgs, key="orgs"), times=99)) as (root, _):
+        result = dg.materialize([asset], instance=instance, raise_on_error=False,
+                                resources={"oneroster": client(root, page_size=100, max_retries=1),
+                                           "data_dir": data_dir})
+    assert not result.success
+    assert not data_dir.entity_path(tonight(), "orgs").exists()
+
+
+# --- providers that would page forever ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decoded", [False, True], ids=["records", "decoded"])
+def test_a_provider_ignoring_offset_is_stopped_at_the_first_repeated_page(decoded):
+    """No X-Total-Count, no Link, and the same page whatever the offset: the read would never end."""
+    same = users(50)
+    entity = ENTITIES["users"]
+    with provider(lambda query: (200, {}, {"users": same})) as (root, queries):
+        with client(root, page_size=1000).open() as session, pytest.raises(OneRosterError) as caught:
+            within(10, lambda: list(session.iter_pages(
+                "/users", envelope_keys=USERS, decode=PageConverter(entity).decode_many if decoded else None)))
+    assert "repeats the page before it" in str(caught.value) and "ignore offset" in str(caught.value)
+    assert len(queries) == 2
+
+
+def test_a_link_next_that_leads_back_to_a_page_already_read_is_stopped():
+    everyone = users(30)
+
+    def answer(query: dict[str, str]) -> Answer:
+        start = int(query.get("cursor", 0))
+        # A cursor-paging provider whose next link gets stuck: page 2 links to itself.
+        link = f'<{root}/ims/oneroster/v1p1/users?cursor={min(start + 10, 10)}>; rel="next"'
+        return 200, {"Link": link}, {"users": everyone[start:start + 10]}
+
+    with provider(answer) as (root, queries):
+        with pytest.raises(OneRosterError) as caught:
+            within(10, lambda: read_ids(root, page_size=10))
+    assert "Link rel=next leads back to a page already read" in str(caught.value)
+    assert [q.get("cursor") for q in queries] == [None, "10"]

@@ -242,6 +242,10 @@ class DecodedPage(Sequence):
     def __len__(self) -> int:
         return len(self.raw)
 
+    def sourced_id(self, index: int) -> Any:
+        """The sourcedId of a record, read from the columns: the records stay unparsed."""
+        return self.raw.field("sourcedId")[index].as_py()
+
     def __getitem__(self, index):
         return self.records[index]
 

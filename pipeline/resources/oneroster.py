@@ -14,12 +14,13 @@ import functools
 import json
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import dagster as dg
@@ -55,8 +56,10 @@ def _tls_context():
     return httpx2.create_ssl_context()
 
 # Reads the rows of pages from their JSON bodies, several at once, or returns None for a page to leave
-# it to the client's own JSON parsing (which also checks the envelope and reports a statusInfoSet).
+# it to the client's own JSON parsing (which also checks the envelope and reports a statusInfoSet). A
+# decoded page may offer `sourced_id(index)`, so that telling a repeated page needs no record parsed.
 PageDecoder = Callable[[Sequence[bytes]], list[Sequence | None]]
+T = TypeVar("T")
 # Pages whose bodies are read by one PageDecoder call when they have arrived together.
 DECODE_BATCH_PAGES = 16
 
@@ -106,11 +109,18 @@ class OneRosterError(Exception):
 
     def __reduce__(self):
         # Keyword-only fields: without this the error cannot cross a process boundary (pickle).
-        return _rebuild_error, (str(self), self.endpoint, self.status_code, self.status_info)
+        return _rebuild_error, (type(self), str(self), self.endpoint, self.status_code, self.status_info)
 
 
-def _rebuild_error(message: str, endpoint: str, status_code: int | None, status_info: StatusInfo | None) -> OneRosterError:
-    return OneRosterError(message, endpoint=endpoint, status_code=status_code, status_info=status_info)
+class CollectionShrank(OneRosterError):
+    """X-Total-Count fell while a collection was read: records were deleted meanwhile, and offset paging
+    may have skipped a live record. Reading again (`OneRosterSession.read_collection`) gets it whole."""
+
+
+def _rebuild_error(
+    kind: type[OneRosterError], message: str, endpoint: str, status_code: int | None, status_info: StatusInfo | None
+) -> OneRosterError:
+    return kind(message, endpoint=endpoint, status_code=status_code, status_info=status_info)
 
 
 def parse_status_info(payload: Any) -> StatusInfo | None:
@@ -138,6 +148,11 @@ def parse_status_info(payload: Any) -> StatusInfo | None:
         return None
     failures = [i for i in infos if (i.code_major or "").lower() == "failure"]
     return (failures or infos)[0]
+
+
+def _says_busy(status: StatusInfo | None) -> bool:
+    """A statusInfoSet asking to come back later (codeMinor server_busy): retried like an HTTP 503."""
+    return status is not None and "server_busy" in (status.code_minor or "").lower()
 
 
 def _bare(key: Any) -> str:
@@ -234,6 +249,62 @@ class Page:
     says_last: bool  # the provider sends Link headers and this page has no rel="next"
 
 
+@dataclass
+class _Read:
+    """One read of a collection: what it asks for, and what it has seen so far, to catch a provider that
+    ends the collection short, shrinks it during the read or repeats a page."""
+
+    path: str
+    envelope_keys: tuple[str, ...]
+    params: Mapping[str, Any] | None
+    decode: PageDecoder | None
+    rows: int = 0  # yielded so far
+    total: int | None = None  # the largest X-Total-Count seen
+    edges: tuple[Any, Any] | None = None  # sourcedIds of the first and last record of the page yielded last
+
+    def saw_total(self, page: Page) -> None:
+        if page.total is None:
+            return
+        if self.total is not None and page.total < self.total:
+            raise CollectionShrank(
+                f"GET {self.path}: X-Total-Count fell from {self.total} to {page.total} during the read (records "
+                "deleted meanwhile: the rows after them moved up, and one may have slipped into a page already read)",
+                endpoint=self.path,
+            )
+        self.total = page.total
+
+    def counted(self, rows: Sequence, *, offset: int) -> Sequence:
+        edges = _edge_ids(rows)
+        if edges == self.edges and None not in edges:
+            raise OneRosterError(
+                f"GET {self.path} offset={offset} repeats the page before it (first and last sourcedId {edges[0]!r} "
+                f"and {edges[1]!r}): the provider seems to ignore offset; stopping rather than reading the same "
+                "records forever",
+                endpoint=self.path,
+            )
+        self.edges = edges
+        self.rows += len(rows)
+        return rows
+
+    def check_complete(self) -> None:
+        if self.total is not None and self.rows < self.total:
+            raise OneRosterError(
+                f"GET {self.path}: the provider ended the collection after {self.rows} records, but its "
+                f"X-Total-Count says {self.total}",
+                endpoint=self.path,
+            )
+
+
+def _edge_ids(rows: Sequence) -> tuple[Any, Any]:
+    """The sourcedIds of a page's first and last record (None where a record has none)."""
+    if not rows:
+        return None, None
+    sourced_id = getattr(rows, "sourced_id", None)
+    if sourced_id is not None:
+        return sourced_id(0), sourced_id(-1)
+    return tuple(r.get("sourcedId") if isinstance(r, Mapping) else None for r in (rows[0], rows[-1]))
+
+
 class OneRosterSession:
     """An open connection to one provider. Thread-safe; close it (or use it as a context manager)."""
 
@@ -311,26 +382,63 @@ class OneRosterSession:
         params: Mapping[str, Any] | None = None,
         decode: PageDecoder | None = None,
     ) -> Iterator[Sequence]:
-        """Every page of a collection, in offset order; stops at an empty page.
+        """Every page of a collection, in offset order.
 
         The first page tells the effective page size (providers may cap `limit` silently) and, through
         X-Total-Count, how many rows there are. With a total the other pages are fetched concurrently;
-        without one they are fetched one after another, following Link rel="next" when present.
-        Pages are lists of records, or what `decode` made of a page's body where it did not decline.
+        without one they are fetched one after another, following Link rel="next" when present, until
+        an empty page. Pages are lists of records, or what `decode` made of a page's body where it did
+        not decline.
+
+        A read never ends short of the provider's total in silence: a page left empty where the total
+        says rows remain, or a 200 whose statusInfoSet says server_busy, is asked for again and then
+        fails, as does a read that ends with fewer rows than the total; a 200 whose statusInfoSet says
+        failure is an error. A page that repeats the one before (a provider ignoring offset) fails
+        rather than loop. When the total falls (records deleted mid-read, so a live record may have
+        moved into a page already read) `CollectionShrank` is raised: `read_collection` reads again.
         """
-        first = self.fetch_page(
-            path, envelope_keys=envelope_keys, params=params, offset=0, limit=self.page_size, decode=decode
-        )
-        if not first.rows:
-            return
-        yield first.rows
-        # The provider's page size, capped or not: paging by it is what makes offsets line up.
-        step = len(first.rows)
-        if first.total is not None:
-            if step < first.total:
-                yield from self._pages_concurrently(path, envelope_keys, params, decode, step=step, total=first.total)
-        else:
-            yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=first, step=step)
+        read = _Read(path, envelope_keys, params, decode)
+        first = self._checked_page(read, offset=0, limit=self.page_size)
+        if first.rows:
+            yield read.counted(first.rows, offset=0)
+            # The provider's page size, capped or not: paging by it is what makes offsets line up.
+            step = len(first.rows)
+            if first.total is not None:
+                yield from self._pages_concurrently(read, step=step, total=first.total)
+            else:
+                yield from self._pages_in_sequence(read, previous=first, step=step)
+        read.check_complete()
+
+    def read_collection(
+        self,
+        path: str,
+        consume: Callable[[Iterator[Sequence]], T],
+        *,
+        envelope_keys: tuple[str, ...],
+        params: Mapping[str, Any] | None = None,
+        decode: PageDecoder | None = None,
+    ) -> T:
+        """`consume(pages)` over the whole collection (see `iter_pages`), called once more on a fresh read
+        when records were deleted during the first (`CollectionShrank`): offset paging then may have
+        skipped a live record, so what `consume` made of that read must not be kept (the extract writes
+        its files atomically: an interrupted write leaves nothing). Deletions during the second read
+        too end in `CollectionShrank`, which a later run gets past."""
+
+        def read() -> T:
+            return consume(self.iter_pages(path, envelope_keys=envelope_keys, params=params, decode=decode))
+
+        try:
+            return read()
+        except CollectionShrank as shrank:
+            log.warning("%s; reading %s again from the start", shrank, path)
+        try:
+            return read()
+        except CollectionShrank as again:
+            raise CollectionShrank(
+                f"{again}, on the second read too: records are being deleted while the collection is read; "
+                "run again later (e.g. once the SIS has finished its own updates)",
+                endpoint=path,
+            ) from None
 
     def fetch_page(
         self,
@@ -348,6 +456,55 @@ class OneRosterSession:
         rows = decode([response.content])[0] if decode else None
         return self._read_page(response, path, envelope_keys=envelope_keys, offset=offset, rows=rows)
 
+    def _checked_page(
+        self,
+        read: _Read,
+        *,
+        offset: int,
+        limit: int,
+        url: str | None = None,
+        arrived: tuple[httpx2.Response, Sequence | None] | None = None,
+    ) -> Page:
+        """The page at `offset` (or `url`), read from `arrived` (its response and decoded rows) when it
+        was fetched already. A page the provider left empty though its total says rows remain, or
+        refused with server_busy in a 200, is asked for again with the retry policy's backoff, then
+        fails: ending the collection there would drop the rest of it."""
+        attempt = 0
+        while True:
+            if arrived is None:
+                response = self._get_page(read.path, params=read.params, offset=offset, limit=limit, url=url)
+                arrived = response, read.decode([response.content])[0] if read.decode else None
+            response, rows = arrived
+            try:
+                page = self._read_page(response, read.path, envelope_keys=read.envelope_keys, offset=offset, rows=rows)
+            except OneRosterError as error:
+                if not _says_busy(error.status_info):
+                    raise
+                problem = error
+            else:
+                read.saw_total(page)
+                if page.rows or read.total is None or offset >= read.total:
+                    return page
+                problem = OneRosterError(
+                    f"GET {read.path} offset={offset} returned no records though X-Total-Count says {read.total}: "
+                    "the provider failed to fill the page",
+                    endpoint=read.path,
+                    status_code=response.status_code,
+                )
+            if attempt >= self._policy.max_retries:
+                raise OneRosterError(
+                    f"{problem} (still so after {attempt} retries)",
+                    endpoint=read.path,
+                    status_code=problem.status_code,
+                    status_info=problem.status_info,
+                )
+            attempt += 1
+            delay = self._policy.delay(attempt)
+            self.stats.add(retries=1)
+            log.warning("%s; retry %d in %.1fs", problem, attempt, delay)
+            time.sleep(delay)
+            arrived = None
+
     def _get_page(
         self, path: str, *, params: Mapping[str, Any] | None, offset: int, limit: int, url: str | None = None
     ) -> httpx2.Response:
@@ -357,11 +514,19 @@ class OneRosterSession:
     def _read_page(
         self, response: httpx2.Response, path: str, *, envelope_keys: tuple[str, ...], offset: int, rows: Sequence | None
     ) -> Page:
-        """The page of `response`: `rows` as decoded, or (None) read from its JSON here."""
+        """The page of `response`: `rows` as decoded, or (None) read from its JSON here (a decoder leaves
+        every page with a statusInfoSet to this)."""
         if rows is None:
             payload = self._json_object("GET", path, response)
-            rows = _envelope_rows(payload, envelope_keys, path)
             status = parse_status_info(payload)
+            if status and (status.code_major or "").lower() == "failure":
+                raise OneRosterError(
+                    f"GET {response.request.url} answered HTTP {response.status_code} with a failure status ({status})",
+                    endpoint=path,
+                    status_code=response.status_code,
+                    status_info=status,
+                )
+            rows = _envelope_rows(payload, envelope_keys, path)
             if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
                 log.warning("GET %s offset=%d: provider status %s", path, offset, status)
         self.stats.add(pages_fetched=1)
@@ -376,9 +541,7 @@ class OneRosterSession:
             says_last=bool(links) and "next" not in links,
         )
 
-    def _pages_concurrently(
-        self, path: str, envelope_keys: tuple[str, ...], params, decode: PageDecoder | None, *, step: int, total: int
-    ) -> Iterator[Sequence]:
+    def _pages_concurrently(self, read: _Read, *, step: int, total: int) -> Iterator[Sequence]:
         offsets = iter(range(step, total, step))
         # The page workers only make requests, as many at once as allowed; the consumer reads the bodies,
         # those that have arrived together in one go. A worker that also decoded its page would leave its
@@ -389,13 +552,12 @@ class OneRosterSession:
         def submit_next() -> None:
             offset = next(offsets, None)
             if offset is not None:
-                future = pool.submit(self._get_page, path, params=params, offset=offset, limit=step)
+                future = pool.submit(self._get_page, read.path, params=read.params, offset=offset, limit=step)
                 in_flight.append((offset, future))
 
         try:
             for _ in range(self.max_concurrency * READ_AHEAD):
                 submit_next()
-            largest_total = smallest_total = total
             # At most a request slot's share of the window per batch, so that requests stay queued while
             # it is decoded; a failed page ends a batch, so that the pages before it are read (and the
             # checks below made) before its error is raised, as one page at a time would.
@@ -406,62 +568,54 @@ class OneRosterSession:
                 while len(responses) < batch_pages and in_flight and _succeeded(in_flight[0][1]):
                     offset, future = in_flight.popleft()
                     responses.append((offset, future.result()))
-                decoded = decode([response.content for _, response in responses]) if decode else [None] * len(responses)
+                decoded = read.decode([r.content for _, r in responses]) if read.decode else [None] * len(responses)
                 for (offset, response), rows in zip(responses, decoded):
-                    page = self._read_page(response, path, envelope_keys=envelope_keys, offset=offset, rows=rows)
-                    largest_total = max(largest_total, page.total or 0)
-                    if page.total is not None and page.total < smallest_total:
-                        smallest_total = page.total
-                        # Offset paging cannot see this: rows after a deleted one move one place up, and a
-                        # row that crosses a page boundary already read is missed until the next run.
-                        log.warning(
-                            "GET %s: X-Total-Count fell from %d to %d during the read (records deleted meanwhile); "
-                            "a record may be missed until the next run", path, total, smallest_total,
-                        )
+                    page = self._checked_page(read, offset=offset, limit=step, arrived=(response, rows))
                     expected = min(step, total - offset)
                     if len(page.rows) < expected:
-                        # Rows moved under us (deletions between requests) or the cap shrank: the planned
-                        # offsets no longer line up, so finish one page at a time from where this one ended.
+                        # Shorter than planned with the total unchanged: the provider caps pages harder now.
+                        # The planned offsets no longer line up, so finish one page at a time from here.
                         log.warning(
                             "GET %s offset=%d returned %d rows where %d were expected; continuing sequentially",
-                            path, offset, len(page.rows), expected,
+                            read.path, offset, len(page.rows), expected,
                         )
                         for _, pending in in_flight:
                             pending.cancel()
                         in_flight.clear()
-                        if page.rows:  # an empty page is the end
-                            yield page.rows
-                            yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=page, step=step)
+                        yield read.counted(page.rows, offset=offset)
+                        yield from self._pages_in_sequence(read, previous=page, step=step)
                         return
-                    yield page.rows if len(page.rows) == expected else page.rows[:expected]
+                    yield read.counted(page.rows if len(page.rows) == expected else page.rows[:expected], offset=offset)
                     submit_next()
-            if largest_total > total:
+            if (read.total or 0) > total:
                 # The collection grew while we read it: read on until the provider runs out.
-                tail = self.fetch_page(
-                    path, envelope_keys=envelope_keys, params=params, offset=total, limit=step, decode=decode
-                )
+                tail = self._checked_page(read, offset=total, limit=step)
                 if tail.rows:
-                    yield tail.rows
-                    yield from self._pages_in_sequence(path, envelope_keys, params, decode, previous=tail, step=step)
+                    yield read.counted(tail.rows, offset=total)
+                    yield from self._pages_in_sequence(read, previous=tail, step=step)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _pages_in_sequence(
-        self, path: str, envelope_keys: tuple[str, ...], params, decode: PageDecoder | None, *, previous: Page, step: int
-    ) -> Iterator[Sequence]:
-        page = previous
+    def _pages_in_sequence(self, read: _Read, *, previous: Page, step: int) -> Iterator[Sequence]:
+        page, links_followed = previous, set()
         while not page.says_last:
             offset, url = page.offset + len(page.rows), self._same_origin(page.next_link, page.request_url)
             if url and _pages_by_offset(url):
                 # The rows received say where the next page starts, even when a capped provider's link
                 # computes it from the limit asked; the link only tells that there is a next page.
                 url = None
-            page = self.fetch_page(
-                path, envelope_keys=envelope_keys, params=params, offset=offset, limit=step, url=url, decode=decode
-            )
+            if url in links_followed:
+                raise OneRosterError(
+                    f"GET {read.path}: Link rel=next leads back to a page already read ({self._redact(url)}); "
+                    "stopping rather than reading the collection forever",
+                    endpoint=read.path,
+                )
+            if url:
+                links_followed.add(url)
+            page = self._checked_page(read, offset=offset, limit=step, url=url)
             if not page.rows:
                 return
-            yield page.rows
+            yield read.counted(page.rows, offset=offset)
 
     # --- plumbing -------------------------------------------------------------------------------
     def _call(
