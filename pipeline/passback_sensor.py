@@ -17,9 +17,10 @@ checked every 25 ticks (about 25 minutes).
 
 import datetime as dt
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -36,6 +37,15 @@ EXPORT_OP = "gradebook__canvas_export"
 # Canvas calls in flight during a tick: a few at once keep a tick of 200 checks well inside Dagster's
 # sensor timeout without tripping Canvas's penalty for parallel requests.
 CHECK_CONCURRENCY = 4
+# Dagster fails a sensor evaluation after 60 s, and a failed tick does not save its cursor: a tick stops
+# checking after this long (checks in flight finish, each bounded by the timeout below).
+TICK_BUDGET_SECONDS = 30.0
+# The sensor's Canvas calls fail fast instead of retrying: a course Canvas cannot answer now is checked
+# again on the next pass (or requested by the resync, so its run reports the error).
+CHECK_TIMEOUT_SECONDS = 10.0
+CHECK_RETRIES = 0
+NOT_CHECKED = "not checked"  # the tick's time budget ran out before the course's turn
+CHECK_FAILED = "check failed"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -69,6 +79,7 @@ class TickPlan:
     checked: int = 0
     canvas_calls: int = 0
     reasons: dict[str, int] | None = None
+    failures: list[str] = field(default_factory=list)  # courses whose Canvas check failed: skipped this pass
 
 
 def _local_reason(state: CourseState | None, now: dt.datetime, resync: dt.timedelta) -> str | None:
@@ -92,33 +103,48 @@ def plan_tick(
     now: dt.datetime,
     resync: dt.timedelta,
     concurrency: int = 1,
+    time_budget: float | None = None,
 ) -> TickPlan:
     """Check the next `budget` (term, course) pairs; `graded_since(course, t)` asks Canvas (one call),
-    up to `concurrency` calls at once."""
+    up to `concurrency` calls at once. A course whose call fails is skipped this pass (listed in
+    `failures`); once `time_budget` seconds have passed no new call starts and the cursor stops at the
+    first course not checked."""
     if not courses:
         return TickPlan(cursor=cursor, changed={})
+    deadline = None if time_budget is None else time.monotonic() + time_budget
     start = cursor.position if cursor.position < len(courses) else 0
     count = min(budget, len(courses))
     window = [courses[(start + i) % len(courses)] for i in range(count)]
     reasons = {pair: _local_reason(states.get(pair), now, resync) for pair in window}
     ask = [pair for pair in window if reasons[pair] is None]
+    failures: dict[tuple[str, str], str] = {}
 
-    def canvas_says(pair: tuple[str, str]) -> bool:
-        return graded_since(pair[1], states[pair].graded_through or EPOCH)
+    def canvas_says(pair: tuple[str, str]) -> str | None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return NOT_CHECKED
+        try:
+            return "new grades" if graded_since(pair[1], states[pair].graded_through or EPOCH) else None
+        except CanvasError as exc:
+            failures[pair] = f"{pair[0]}/{pair[1]}: {exc}"
+            return CHECK_FAILED
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="grade-check") as pool:
-        for pair, changed in zip(ask, pool.map(canvas_says, ask)):
-            reasons[pair] = "new grades" if changed else None
+        for pair, outcome in zip(ask, pool.map(canvas_says, ask)):
+            reasons[pair] = outcome
+    done = next((i for i, pair in enumerate(window) if reasons[pair] == NOT_CHECKED), count)
+    window = window[:done]
     plan = TickPlan(
-        cursor=Cursor(position=(start + count) % len(courses), rotation=cursor.rotation + (start + count) // len(courses)),
-        changed={}, checked=count, canvas_calls=len(ask),
-        reasons={"never synced": 0, "rejections to retry": 0, "resync due": 0, "new grades": 0},
+        cursor=Cursor(position=(start + done) % len(courses), rotation=cursor.rotation + (start + done) // len(courses)),
+        changed={}, checked=done, canvas_calls=sum(1 for pair in ask if reasons[pair] != NOT_CHECKED),
+        reasons={"never synced": 0, "rejections to retry": 0, "resync due": 0, "new grades": 0, CHECK_FAILED: 0},
+        failures=[failures[pair] for pair in window if pair in failures],
     )
     for term, course in window:
         reason = reasons[(term, course)]
         if reason:
             plan.reasons[reason] += 1
-            plan.changed.setdefault(term, []).append(course)
+            if reason != CHECK_FAILED:
+                plan.changed.setdefault(term, []).append(course)
     return plan
 
 
@@ -190,10 +216,16 @@ def grade_change_sensor(context: dg.SensorEvaluationContext, canvas: CanvasClien
     for term in terms:
         states.update(ledger_states(data_dir, term))
     now = dt.datetime.now(dt.timezone.utc)
-    with canvas.open() as session:
+    checker = canvas.model_copy(update={"timeout_seconds": min(canvas.timeout_seconds, CHECK_TIMEOUT_SECONDS),
+                                        "max_retries": CHECK_RETRIES})
+    with checker.open() as session:
         plan = plan_tick(cursor, courses, states, canvas_graded_since(session), budget=passback.sensor_courses_per_tick,
-                         now=now, resync=dt.timedelta(hours=passback.resync_hours), concurrency=CHECK_CONCURRENCY)
+                         now=now, resync=dt.timedelta(hours=passback.resync_hours), concurrency=CHECK_CONCURRENCY,
+                         time_budget=TICK_BUDGET_SECONDS)
     summary = f"checked {plan.checked} of {len(courses)} courses with {plan.canvas_calls} Canvas calls"
+    if plan.failures:
+        summary += f"; {len(plan.failures)} Canvas checks failed (checked again next pass), first: {plan.failures[0]}"
+        context.log.warning(summary)
     if not plan.changed:
         return dg.SensorResult(skip_reason=f"no grade changes: {summary}", cursor=plan.cursor.dump())
     context.log.info(f"{summary}; requesting {sum(map(len, plan.changed.values()))} courses: {plan.reasons}")

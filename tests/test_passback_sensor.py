@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+
+import dagster as dg
 
 from pipeline.passback_sensor import CourseState, Cursor, TickPlan, plan_tick, run_requests
 
@@ -74,7 +77,8 @@ def test_courses_are_due_without_asking_canvas_when_unsynced_rejected_or_stale()
     plan = tick(Cursor(), all_courses, states, canvas)
     assert plan.changed == {"fall": ["c0000", "c0001", "c0002"]}
     assert plan.canvas_calls == 1 and canvas.asked == [("c0003", dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))]
-    assert plan.reasons == {"never synced": 1, "rejections to retry": 1, "resync due": 1, "new grades": 0}
+    assert plan.reasons == {"never synced": 1, "rejections to retry": 1, "resync due": 1, "new grades": 0,
+                            "check failed": 0}
 
 
 def test_restart_from_a_stored_cursor_and_run_requests_per_term():
@@ -120,3 +124,83 @@ def test_concurrent_checks_give_the_same_plan():
                            resync=24 * HOUR, concurrency=4)
     assert concurrent == sequential and concurrent.cursor == Cursor(position=150, rotation=1)
     assert concurrent.changed["fall"][:2] == ["c0252", "c0259"]  # in walk order, whatever finished first
+
+
+# --- the sensor against the demo Canvas over real HTTP ------------------------------------------------
+TERM = "as-2027-fall"
+BAD_COURSE = "crs-bad"
+
+
+def provision(data_dir, term: str, course_ids: list[str]) -> None:
+    """The term's last successful SIS import lists these courses (what the sensor walks)."""
+    from pipeline.canvas_data_set import DataSet
+
+    path = DataSet.for_name(data_dir, term).last_imported_path("courses")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("course_id,short_name,long_name,status\n" + "".join(f"{c},{c},{c},active\n" for c in course_ids))
+
+
+@contextlib.contextmanager
+def sensor_setup(tmp_path, course_ids: list[str], synced_ids: list[str], **server_options):
+    """A Dagster instance with the term, the demo Canvas (optionally faulty) and a ledger in which
+    `synced_ids` were synced an hour ago; yields (tick(cursor) -> SensorResult, server)."""
+    from pipeline.datadir import DataDir
+    from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
+    from pipeline.partitions import SCHOOL_TERM
+    from pipeline.passback.config import PassbackSettings
+    from pipeline.passback.ledger import Ledger
+    from pipeline.passback_sensor import grade_change_sensor
+    from pipeline.resources.canvas import CanvasClient
+
+    data_dir = DataDir(root=str(tmp_path / "data"))
+    provision(data_dir, TERM, course_ids)
+    with Ledger.for_term(data_dir.gradebook_dir(TERM)) as ledger:
+        ledger.mark_courses_synced({c: "2026-09-20T10:00:00.000+00:00" for c in synced_ids}, "earlier-run")
+    with DemoCanvasServer(**server_options) as srv, dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(SCHOOL_TERM, [TERM])
+        resources = {"canvas": CanvasClient(base_url=srv.base_url, access_token=DEMO_CANVAS_TOKEN, max_retries=5,
+                                            backoff_base_seconds=0.01),
+                     "data_dir": data_dir, "passback": PassbackSettings(sensor_courses_per_tick=10)}
+
+        def tick(cursor: str | None) -> dg.SensorResult:
+            return grade_change_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
+
+        yield tick, srv
+
+
+def requested(result: dg.SensorResult) -> list[str]:
+    return [c for r in result.run_requests or [] for c in r.run_config["ops"]["gradebook__canvas_export"]["config"]["courses"]]
+
+
+def test_a_course_canvas_fails_on_is_skipped_and_the_cursor_still_advances(tmp_path):
+    from pipeline.demo.canvas_server import CanvasFaultPlan
+
+    faults = CanvasFaultPlan(server_error_first_n=1_000, server_error_status=500, path_pattern=f"sis_course_id:{BAD_COURSE}")
+    # Course ids sort so that the failing course is checked before the never-synced one.
+    courses_ = ["crs-a", BAD_COURSE, "crs-c", "crs-new"]
+    with sensor_setup(tmp_path, courses_, synced_ids=["crs-a", BAD_COURSE, "crs-c"], faults=faults) as (tick, srv):
+        first = tick(None)
+        assert requested(first) == ["crs-new"]  # the other courses go on
+        assert Cursor.parse(first.cursor) == Cursor(position=0, rotation=1)  # the whole walk was done
+        assert srv.fault_counts["server_error"] == 1  # one call, no retries inside a tick
+        second = tick(first.cursor)
+        assert requested(second) == ["crs-new"] and srv.fault_counts["server_error"] == 2
+
+
+def test_a_tick_stops_on_its_time_budget_and_the_next_one_resumes_there(tmp_path):
+    from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
+    from pipeline.passback_sensor import canvas_graded_since
+    from pipeline.resources.canvas import CanvasClient
+
+    all_courses = courses(40)
+    states = synced(all_courses)
+    with DemoCanvasServer(latency_ms=100) as srv:
+        with CanvasClient(base_url=srv.base_url, access_token=DEMO_CANVAS_TOKEN).open() as session:
+            check = canvas_graded_since(session)
+            first = plan_tick(Cursor(), all_courses, states, check, budget=40, now=NOW, resync=24 * HOUR,
+                              concurrency=4, time_budget=0.25)
+            assert 4 <= first.checked < 40 and first.cursor == Cursor(position=first.checked, rotation=0)
+            assert first.canvas_calls == first.checked
+            rest = plan_tick(first.cursor, all_courses, states, check, budget=40 - first.checked, now=NOW,
+                             resync=24 * HOUR, concurrency=4)
+            assert rest.cursor == Cursor(position=0, rotation=1) and first.checked + rest.checked == 40
