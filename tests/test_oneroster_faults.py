@@ -321,6 +321,14 @@ def test_a_server_busy_that_persists_fails_after_the_retries():
     assert len(queries) == 2
 
 
+def test_a_single_get_answered_200_with_a_failure_status_is_an_error():
+    refusal = {"statusInfoSet": {"imsx_codeMajor": "failure", "imsx_severity": "error", "imsx_codeMinor": "unknownobject"}}
+    with provider(lambda query: (200, {}, refusal)) as (root, _):
+        with client(root).open() as session, pytest.raises(OneRosterError) as caught:
+            session.get("/classes/c1")
+    assert caught.value.status_code == 200 and caught.value.status_info.code_minor == "unknownobject"
+    assert caught.value.endpoint == "/classes/c1"
+
 def test_an_empty_collection_answered_with_an_empty_object_is_still_empty():
     with provider(lambda query: (200, {}, {})) as (root, _):
         assert read_ids(root)[0] == []
@@ -448,3 +456,4 @@ def test_a_link_next_that_leads_back_to_a_page_already_read_is_stopped():
             within(10, lambda: read_ids(root, page_size=10))
     assert "Link rel=next leads back to a page already read" in str(caught.value)
     assert [q.get("cursor") for q in queries] == [None, "10"]
+

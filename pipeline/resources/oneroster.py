@@ -364,7 +364,9 @@ class OneRosterSession:
     # --- single calls ---------------------------------------------------------------------------
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict:
         response = self._call("GET", path, params=params, ok=(200,))
-        return self._json_object("GET", path, response)
+        payload = self._json_object("GET", path, response)
+        self._raise_failure_status(path, response, parse_status_info(payload))
+        return payload
 
     def put(self, path: str, body: dict) -> httpx2.Response:
         """Create-or-replace (OneRoster 1.1 has no POST); 200, 201 and 204 are success."""
@@ -519,13 +521,7 @@ class OneRosterSession:
         if rows is None:
             payload = self._json_object("GET", path, response)
             status = parse_status_info(payload)
-            if status and (status.code_major or "").lower() == "failure":
-                raise OneRosterError(
-                    f"GET {response.request.url} answered HTTP {response.status_code} with a failure status ({status})",
-                    endpoint=path,
-                    status_code=response.status_code,
-                    status_info=status,
-                )
+            self._raise_failure_status(path, response, status)
             rows = _envelope_rows(payload, envelope_keys, path)
             if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
                 log.warning("GET %s offset=%d: provider status %s", path, offset, status)
@@ -540,6 +536,17 @@ class OneRosterSession:
             request_url=response.request.url,
             says_last=bool(links) and "next" not in links,
         )
+
+    @staticmethod
+    def _raise_failure_status(path: str, response: httpx2.Response, status: StatusInfo | None) -> None:
+        """A 200 whose statusInfoSet says codeMajor=failure carries no (or no trustworthy) data."""
+        if status and (status.code_major or "").lower() == "failure":
+            raise OneRosterError(
+                f"GET {response.request.url} answered HTTP {response.status_code} with a failure status ({status})",
+                endpoint=path,
+                status_code=response.status_code,
+                status_info=status,
+            )
 
     def _pages_concurrently(self, read: _Read, *, step: int, total: int) -> Iterator[Sequence]:
         offsets = iter(range(step, total, step))
