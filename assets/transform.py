@@ -177,6 +177,22 @@ def _count_table(rows: list[tuple[str, int]], label: str) -> dg.MetadataValue:
     )
 
 
+def _conflicting_login_sample(conn: duckdb.DuckDBPyConnection) -> dg.MetadataValue:
+    """Which users lost their login_id to whom (ids only, like the check's findings: they name the
+    records to fix in the SIS; the login itself is never shown)."""
+    rows = conn.execute(sql_text("canvas_users_with_conflicting_login_sample")).fetchall()
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({"user_id": user_id, "login_kept_by": owner}) for user_id, owner in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn("user_id"), dg.TableColumn("login_kept_by")]),
+    )
+
+
+def _counts(conn: duckdb.DuckDBPyConnection, query: str, name: str, label: str) -> dict:
+    """`name` (the total) and `name_by_<label>` from a query of (label, count) rows."""
+    rows = conn.execute(sql_text(query)).fetchall()
+    return {name: sum(n for _, n in rows), f"{name}_by_{label}": _count_table(rows, label)}
+
+
 def build_district(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: MappingSettings) -> Iterator[tuple[CanvasFile, dict]]:
     """Write the district data set; yields each file with its metadata."""
     cycle = conn.execute(sql_text("canvas_org_cycles")).fetchall()
@@ -191,9 +207,9 @@ def build_district(conn: duckdb.DuckDBPyConnection, data_dir: DataDir, mapping: 
         path, rows, columns = write_csv(conn, file, directory)
         metadata = file_metadata(file, mapping, path, rows, columns)
         if file is USERS:
-            without_login = conn.execute(sql_text("canvas_users_without_login")).fetchall()
-            metadata["users_without_login_id"] = sum(n for _, n in without_login)
-            metadata["users_without_login_id_by_role"] = _count_table(without_login, "role")
+            metadata.update(_counts(conn, "canvas_users_without_login", "users_without_login_id", "role"))
+            metadata.update(_counts(conn, "canvas_users_with_conflicting_login", "users_with_conflicting_login_id", "role"))
+            metadata["users_with_conflicting_login_id_sample"] = _conflicting_login_sample(conn)
             metadata["login_id_from"] = mapping.login_id_from
         if file is TERMS:
             (without_term,) = conn.execute(sql_text("canvas_classes_without_term")).fetchone()

@@ -11,22 +11,28 @@ from pipeline import canvas_rules
 from pipeline.canvas_data_set import DISTRICT
 from pipeline.partitions import discover_term_keys
 from pipeline.resources.mapping import MappingSettings
-from tests.test_transform_fixtures import org, read_csv, small_district, user, write_snapshot
+from tests.test_transform_fixtures import enrollment, org, read_csv, small_district, user, write_snapshot
+
+
+def build_metadata(data_dir, mapping: MappingSettings) -> dict[str, dict]:
+    """Build every data set of the snapshot in `data_dir`; returns each file's metadata by
+    "district/users", "fall-2026/courses", ..."""
+    out: dict[str, dict] = {}
+    with mapping.open_roster_db(data_dir) as conn:
+        for file, metadata in transform.build_district(conn, data_dir, mapping):
+            out[f"district/{file.name}"] = metadata
+    for term in discover_term_keys(data_dir, mapping):
+        with mapping.open_roster_db(data_dir, term.sourced_id) as conn:
+            for file, metadata in transform.build_term(conn, data_dir, mapping, term.key):
+                out[f"{term.key}/{file.name}"] = metadata
+    return out
 
 
 def build(data_dir, mapping: MappingSettings | None = None, snapshot: dict | None = None) -> dict[str, list[dict]]:
     """Write the snapshot, build every data set; returns rows by "district/users", "fall-2026/courses", ..."""
     mapping = mapping or MappingSettings()
     write_snapshot(data_dir, **(snapshot or small_district()))
-    out: dict[str, list[dict]] = {}
-    with mapping.open_roster_db(data_dir) as conn:
-        for file, metadata in transform.build_district(conn, data_dir, mapping):
-            out[f"district/{file.name}"] = read_csv(metadata["path"].value)
-    for term in discover_term_keys(data_dir, mapping):
-        with mapping.open_roster_db(data_dir, term.sourced_id) as conn:
-            for file, metadata in transform.build_term(conn, data_dir, mapping, term.key):
-                out[f"{term.key}/{file.name}"] = read_csv(metadata["path"].value)
-    return out
+    return {name: read_csv(metadata["path"].value) for name, metadata in build_metadata(data_dir, mapping).items()}
 
 
 def rows(out, name, *columns):
@@ -189,6 +195,78 @@ def test_users_without_login_are_counted_in_metadata(data_dir):
         metadata = {f.name: m for f, m in transform.build_district(conn, data_dir, mapping)}
     assert metadata["users"]["users_without_login_id"] == 1
     assert metadata["users"]["dagster/row_count"] == 7
+
+
+def table(value) -> list[tuple]:
+    """A table metadata value's records as tuples."""
+    return [tuple(record.data.values()) for record in value.records]
+
+
+def test_a_login_equal_ignoring_case_is_kept_by_one_user(data_dir):
+    # u-t2's username is ann.smith, jr.: a student record spelled in capitals claims the same Canvas
+    # login. Both active: the smaller sourcedId (u-s5 < u-t2) keeps it, the teacher is left out.
+    snapshot = small_district()
+    snapshot["users"].append(user("u-s5", "student", "Ann", "Smith", username="ANN.Smith, Jr."))
+    write_snapshot(data_dir, **snapshot)
+    mapping = MappingSettings()
+    metadata = build_metadata(data_dir, mapping)
+    users = metadata["district/users"]
+    user_ids = [r["user_id"] for r in read_csv(users["path"].value)]
+    assert "u-s5" in user_ids and "u-t2" not in user_ids
+    assert users["users_with_conflicting_login_id"] == 1
+    assert table(users["users_with_conflicting_login_id_by_role"]) == [("teacher", 1)]
+    assert table(users["users_with_conflicting_login_id_sample"]) == [("u-t2", "u-s5")]
+    assert users["users_without_login_id"] == 0
+    # u-t2 teaches the year-long history class: that enrollment is skipped, with its own reason
+    year = metadata["sy-2026/enrollments"]
+    assert "u-t2" not in [r["user_id"] for r in read_csv(year["path"].value)]
+    assert ("user left out of users.csv: another user keeps its login_id", 1) in table(year["enrollments_skipped_by_reason"])
+    assert violations(data_dir, mapping) == []
+
+
+def test_siblings_sharing_an_email_get_one_login_in_email_mode(data_dir):
+    # u-s7 gives u-s1's email in other letter case (É/é too): one login by email, two by username.
+    snapshot = small_district()
+    snapshot["users"].append(user("u-s7", "student", "Ed", "Évora", email="=CMD.ÉVORA@Example.ORG"))
+    snapshot["enrollments"].append(enrollment("e15", "u-s7", "cls-alg-1", "student"))
+    write_snapshot(data_dir, **snapshot)
+    by_email = MappingSettings(login_id_from="email")
+    metadata = build_metadata(data_dir, by_email)
+    users = metadata["district/users"]
+    assert "u-s7" not in [r["user_id"] for r in read_csv(users["path"].value)]
+    assert users["users_with_conflicting_login_id"] == 1 and users["users_without_login_id"] == 1  # u-t1: no email
+    fall = metadata["fall-2026/enrollments"]
+    assert {r["user_id"] for r in read_csv(fall["path"].value)} & {"u-s1", "u-s7"} == {"u-s1"}
+    assert table(fall["enrollments_skipped_by_reason"]) == [
+        ("role administrator is not in MAPPING_ROLES", 1),
+        ("user is not in users.csv", 2),  # u-ghost, and u-t1 who has no email
+        ("user left out of users.csv: another user keeps its login_id", 1),
+    ]
+    assert fall["enrollments_skipped"] == 4
+    assert violations(data_dir, by_email) == []
+
+    metadata = build_metadata(data_dir, MappingSettings())
+    assert "u-s7" in [r["user_id"] for r in read_csv(metadata["district/users"]["path"].value)]
+    assert metadata["district/users"]["users_with_conflicting_login_id"] == 0
+
+
+def test_a_login_goes_to_an_active_user_before_a_suspended_or_deleted_one(data_dir):
+    # Canvas's rules here keep a deleted user's login claimed: only one of them may be in users.csv,
+    # and it is the one who can still sign in, whatever the sourcedIds.
+    snapshot = small_district()
+    snapshot["users"] += [
+        user("u-a0", "aide", "Al", "Aide", status="tobedeleted"),  # u-aide's login, smaller sourcedId
+        user("u-a1", "aide", "AL", "AIDE", enabledUser=False),  # suspended
+        user("u-b0", "student", "Old", "Record", username="sam.b", status="tobedeleted"),
+        user("u-b1", "student", "Sam", "B", username="Sam.B", enabledUser=False),
+    ]
+    snapshot["enrollments"].append(enrollment("e15", "u-a0", "cls-alg-2", "teacher"))
+    out = build(data_dir, snapshot=snapshot)
+    statuses = dict(rows(out, "district/users", "user_id", "status"))
+    assert statuses["u-aide"] == "active" and "u-a0" not in statuses and "u-a1" not in statuses
+    assert statuses["u-b1"] == "suspended" and "u-b0" not in statuses
+    assert "u-a0" not in [r["user_id"] for r in out["fall-2026/enrollments"]]
+    assert violations(data_dir) == []
 
 
 def test_authentication_provider_and_published_courses(data_dir):
