@@ -75,7 +75,7 @@ def _guard(context: dg.AssetExecutionContext, data_set: DataSet, diff: DataSetDi
     if not blocked:
         return dg.AssetCheckResult(check_name=GUARD_CHECK, passed=True, metadata=metadata)
     findings = "; ".join(
-        f"{f.file}: {f.deleted} of {f.previously_live} ({f.deleted_percent:.1f} %) would disappear or turn deleted"
+        f"{f.file}: {f.deleted} of {f.previously_live} ({f.deleted_percent:.1f} %) would disappear, turn deleted or be suspended/deactivated"
         for f in blocked
     )
     approval = (
@@ -252,7 +252,7 @@ def _has_messages(sis_import: dict[str, Any]) -> bool:
     key=DISTRICT_IMPORT,
     deps=DISTRICT_CSVS,
     check_specs=[dg.AssetCheckSpec(GUARD_CHECK, asset=DISTRICT_IMPORT,
-                                   description="Blocks the upload when too many users would be deleted.")],
+                                   description="Blocks the upload when too many users would be deleted or suspended.")],
     pool=CANVAS_POOL,
     group_name="canvas_upload",
     kinds={"canvas"},
@@ -269,7 +269,7 @@ def sis_import_district(context: dg.AssetExecutionContext, config: SisImportConf
     partitions_def=school_term_partitions,
     check_specs=[dg.AssetCheckSpec(GUARD_CHECK, asset=TERM_IMPORT,
                                    description="Blocks the upload when too many courses, sections or enrollments "
-                                   "would be deleted.")],
+                                   "would be deleted, or enrollments deactivated.")],
     pool=CANVAS_POOL,
     group_name="canvas_upload",
     kinds={"canvas"},

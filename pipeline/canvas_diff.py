@@ -30,6 +30,14 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 GUARDED_FILES = frozenset({"users", "courses", "sections", "enrollments"})
 DELETED_STATUSES = ["deleted", "deleted_last_completed"]
+# Statuses that take a live record out of use without deleting it. A record turning to one counts like
+# one that disappears: a feed that suddenly sends every user `suspended` (enabledUser=false) locks
+# everyone out as surely as one that drops them; every enrollment turning `inactive` or `completed`
+# takes the students out of their courses.
+DEACTIVATED_STATUSES: dict[str, list[str]] = {
+    "users": ["suspended"],
+    "enrollments": ["inactive", "completed"],
+}
 SAMPLE_PER_CHANGE = 5
 
 
@@ -43,10 +51,12 @@ class FileDiff:
     unchanged: int
     previously_live: int
     sample: list[dict[str, Any]] = field(default_factory=list)
+    # `deleted` counts every live record that would disappear, turn deleted or be suspended/deactivated
+    # (DEACTIVATED_STATUSES); the sample calls them "deleted" too.
 
     @property
     def deleted_percent(self) -> float:
-        """Share of the records live in Canvas that this upload would drop or delete."""
+        """Share of the records live in Canvas that this upload would drop, delete, suspend or deactivate."""
         return 100.0 * self.deleted / self.previously_live if self.previously_live else 0.0
 
 
@@ -93,6 +103,7 @@ def _diff_file(conn: duckdb.DuckDBPyConnection, file: str, current: Path, previo
         "current": str(current),
         "key_columns": keys,
         "deleted_statuses": DELETED_STATUSES,
+        "deactivated_statuses": DEACTIVATED_STATUSES.get(file, []),
     })
     rows, created, changed, deleted, unchanged, previously_live = conn.execute(sql_text("canvas_diff_counts")).fetchone()
     changed_rows = conn.execute(sql_text("canvas_diff_sample"), {"per_change": sample_per_change}).fetchall()

@@ -99,6 +99,17 @@ def test_guard_blocks_before_any_write_and_run_config_approves_once(canvas, data
     assert upload(canvas, data_dir, instance).success
 
 
+def test_guard_blocks_a_mass_suspension_before_canvas_locks_everyone_out(canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(40)))
+    assert upload(canvas, data_dir, instance).success
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(40), status="suspended"))
+    blocked = upload(canvas, data_dir, instance)
+    assert not blocked.success
+    check = blocked.get_asset_check_evaluations()[0]
+    assert "users: 40 of 40 (100.0 %) would disappear, turn deleted or be suspended/deactivated" in check.description
+    assert len(canvas.state.imports()) == 1 and canvas.state.counts()["users"] == {"active": 40}
+
+
 def test_failed_import_fails_with_canvas_message_and_keeps_the_baseline(canvas, data_dir, instance):
     data_set = write_district(data_dir, user_rows(range(10)))
     assert upload(canvas, data_dir, instance).success

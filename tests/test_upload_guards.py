@@ -28,6 +28,15 @@ def write_district(data_dir, users: str, observers: str = "") -> DataSet:
     return data_set
 
 
+def write_term(data_dir) -> DataSet:
+    """A term data set of one course and section; each test writes its own enrollments.csv."""
+    data_set = DataSet.for_name(data_dir, TERM)
+    data_set.directory.mkdir(parents=True, exist_ok=True)
+    data_set.csv_path("courses").write_text("course_id,short_name,long_name,term_id,status\nC1,C1,Course 1,2026-fall,active\n")
+    data_set.csv_path("sections").write_text("section_id,course_id,name,status\nS1,C1,Section 1,active\n")
+    return data_set
+
+
 def baseline(data_set: DataSet, import_id: int = 1) -> None:
     data_set.record_successful_import({"id": import_id, "workflow_state": "imported"}, data_set.fingerprints())
 
@@ -71,15 +80,44 @@ def test_guard_trips_on_truncated_feed_but_not_on_already_deleted_records(data_d
     assert diff.mass_deletes(60) == []
 
 
-def test_enrollment_identity_uses_canvas_identifying_columns(data_dir):
-    data_set = DataSet.for_name(data_dir, TERM)
-    data_set.directory.mkdir(parents=True)
-    data_set.csv_path("courses").write_text("course_id,short_name,long_name,term_id,status\nC1,C1,Course 1,2026-fall,active\n")
-    data_set.csv_path("sections").write_text("section_id,course_id,name,status\nS1,C1,Section 1,active\n")
-    header = "course_id,section_id,user_id,role,status\n"
-    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,active\nC1,S1,u1,teacher,active\n")
+def test_guard_counts_users_turning_suspended_like_users_disappearing(data_dir):
+    # The SIS sends enabledUser=false for everyone: nobody disappears, yet everyone is locked out.
+    data_set = write_district(data_dir, user_rows(range(90)) + user_rows(range(90, 100), status="suspended"))
     baseline(data_set)
-    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,inactive\n")
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(100), status="suspended"))
+    diff = diff_data_set(data_set)
+    assert [f.file for f in diff.mass_deletes(10)] == ["users"]
+    users = by_file(diff)["users"]
+    # the ten already suspended stay as they were; a suspended user leaving the feed would still count
+    # (Canvas then deletes it)
+    assert (users.deleted, users.previously_live, users.unchanged) == (90, 100, 10)
+    # reactivating them is a change, not a removal
+    baseline(data_set, import_id=2)
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(100)))
+    users = by_file(diff_data_set(data_set))["users"]
+    assert (users.changed, users.deleted, users.previously_live) == (100, 0, 100)
+
+
+def test_guard_counts_enrollments_turning_inactive_or_completed(data_dir):
+    data_set = write_term(data_dir)
+    header = "course_id,section_id,user_id,role,status\n"
+    rows = lambda ids, status: "".join(f"C1,S1,u{i},student,{status}\n" for i in ids)  # noqa: E731
+    data_set.csv_path("enrollments").write_text(header + rows(range(50), "active"))
+    baseline(data_set)
+    data_set.csv_path("enrollments").write_text(header + rows(range(40), "active") + rows(range(40, 45), "inactive")
+                                                + rows(range(45, 50), "completed"))
+    enrollments = by_file(diff_data_set(data_set))["enrollments"]
+    assert (enrollments.deleted, enrollments.previously_live, enrollments.deleted_percent) == (10, 50, 20.0)
+    assert {(row["change"], row["status"]) for row in enrollments.sample} == {("deleted", "inactive")}  # first 5 by key
+    assert [f.file for f in diff_data_set(data_set).mass_deletes(10)] == ["enrollments"]
+
+
+def test_enrollment_identity_uses_canvas_identifying_columns(data_dir):
+    data_set = write_term(data_dir)
+    header = "course_id,section_id,user_id,role,status,limit_section_privileges\n"
+    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,active,false\nC1,S1,u1,teacher,active,false\n")
+    baseline(data_set)
+    data_set.csv_path("enrollments").write_text(header + "C1,S1,u1,student,active,true\n")
     enrollments = by_file(diff_data_set(data_set))["enrollments"]
     assert (enrollments.changed, enrollments.deleted) == (1, 1)
     assert {row["change"]: row["role"] for row in enrollments.sample} == {"changed": "student", "deleted": "teacher"}

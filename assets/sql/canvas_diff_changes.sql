@@ -1,6 +1,6 @@
 -- Every record of one SIS-import CSV classified against the last successfully imported copy:
--- created, changed, deleted (now absent, which Canvas diffing drops, or newly given a deleted status)
--- or unchanged. Records are matched on Canvas's identifying columns ($key_columns); only changed
+-- created, changed, deleted (now absent, which Canvas diffing drops, newly given a deleted status, or
+-- newly given a deactivating one: a user turning suspended, an enrollment inactive) or unchanged. Records are matched on Canvas's identifying columns ($key_columns); only changed
 -- records keep their values, for the masked sample.
 CREATE OR REPLACE TEMP TABLE changes AS
 WITH sides AS (
@@ -30,6 +30,8 @@ WITH sides AS (
                WHEN list_contains($deleted_statuses, p.status) THEN
                    CASE WHEN c.row_key IS NULL OR p.row_hash = c.row_hash THEN 'unchanged' ELSE 'changed' END
                WHEN c.row_key IS NULL OR list_contains($deleted_statuses, c.status) THEN 'deleted'
+               WHEN list_contains($deactivated_statuses, c.status)
+                    AND NOT list_contains($deactivated_statuses, p.status) THEN 'deleted'
                WHEN p.row_hash <> c.row_hash THEN 'changed'
                ELSE 'unchanged'
            END AS change,
