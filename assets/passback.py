@@ -2,8 +2,10 @@
 
 One run handles the courses named in its config (the grade-change sensor names the courses that
 changed), or every course provisioned in the term. Each run works in its own folder
-`gradebook/term=<key>/runs/<run id>/` (export and objects Parquet), so runs never read each other's
-half-written files; the term's ledger (`gradebook/term=<key>/ledger.sqlite`) is what runs share.
+`gradebook/term=<key>/runs/<root run id>/` (export and objects Parquet), so runs never read each other's
+half-written files; a re-execution continues in its root run's folder, and an asset materialized on its
+own reads its upstream's latest materialization of the term. The term's ledger
+(`gradebook/term=<key>/ledger.sqlite`) is what runs share.
 """
 
 
@@ -23,7 +25,7 @@ from assets.extract import asset_key as oneroster_key
 from pipeline.datadir import DataDir, remove_folder
 from pipeline.partitions import school_term_partitions
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.export import SCHEMAS, export_path, gather, provisioned_courses
+from pipeline.passback.export import SCHEMAS, gather, provisioned_courses
 from pipeline.passback.ledger import Ledger
 from pipeline.passback.objects import (
     SnapshotPaths,
@@ -74,6 +76,30 @@ def run_dir(data_dir: DataDir, term: str, run_id: str) -> Path:
     return data_dir.gradebook_dir(term) / "runs" / run_id
 
 
+def work_dir(context: dg.AssetExecutionContext, data_dir: DataDir) -> Path:
+    """The run's folder. A re-execution (e.g. "from failure" in the UI) has a new run id but continues
+    its root run: it works in the root run's folder, where the steps that succeeded left their files."""
+    return run_dir(data_dir, context.partition_key, context.run.root_run_id or context.run.run_id)
+
+
+def upstream_dir(context: dg.AssetExecutionContext, data_dir: DataDir, key: dg.AssetKey, name: str) -> Path:
+    """Where `key`'s files for this term are: this run's (or its root's) folder when it materialized them,
+    else the folder of `key`'s latest materialization of the partition (an asset materialized on its own)."""
+    own = work_dir(context, data_dir) / name
+    if own.is_dir():
+        return own
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    path = records[0].asset_materialization.metadata.get("path") if records and records[0].asset_materialization else None
+    if path is None or not Path(path.value).is_dir():
+        raise FileNotFoundError(
+            f"{key.to_user_string()} has no files for term {context.partition_key} (this run did not materialize it "
+            f"and its latest materialization's folder is gone): materialize {key.to_user_string()} first"
+        )
+    return Path(path.value)
+
+
 def _prune_old_runs(runs: Path, keep: int) -> None:
     if not runs.is_dir():
         return
@@ -107,7 +133,7 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
     courses = sorted(set(config.courses)) or provisioned_courses(data_dir, term)
     runs = data_dir.gradebook_dir(term) / "runs"
     _prune_old_runs(runs, RUNS_KEPT - 1)
-    export_dir = run_dir(data_dir, term, context.run.run_id) / "export"
+    export_dir = work_dir(context, data_dir) / "export"
     started = time.monotonic()
     with canvas.open() as session:
         counts, problems = gather(session, courses, export_dir, comments=passback.send_comments)
@@ -154,7 +180,8 @@ def _lineage(columns: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColum
 )
 def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObjectsConfig, data_dir: DataDir,
                       passback: PassbackSettings, oneroster: OneRosterClient) -> dg.MaterializeResult:
-    folder = run_dir(data_dir, context.partition_key, context.run.run_id)
+    export_dir = upstream_dir(context, data_dir, EXPORT, "export")
+    objects_dir = work_dir(context, data_dir) / "objects"
     as_of = dt.date.fromisoformat(config.as_of) if config.as_of else dt.datetime.now(zoneinfo.ZoneInfo(passback.timezone)).date()
     sis_categories = None
     if passback.category_mode == "match":
@@ -162,16 +189,16 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
             sis_categories = fetch_sis_categories(session)
     conn = connect()
     try:
-        bind_inputs(conn, folder / "export", _snapshot(data_dir), passback, as_of, sis_categories)
+        bind_inputs(conn, export_dir, _snapshot(data_dir), passback, as_of, sis_categories)
         build_objects(conn)
-        counts = write_objects(conn, folder / "objects")
+        counts = write_objects(conn, objects_dir)
         skipped = conn.execute(
             "SELECT kind, reason, count(*) AS n FROM skipped GROUP BY ALL ORDER BY n DESC, kind, reason"
         ).fetchall()
         kinds = dict(conn.execute("SELECT kind, count(*) FROM line_items GROUP BY kind").fetchall())
     finally:
         conn.close()
-    results = pq.read_schema(object_path(folder / "objects", "results"))
+    results = pq.read_schema(object_path(objects_dir, "results"))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": counts["results"],
@@ -181,7 +208,8 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
                 "student_id": [(EXPORT, "sis_user_id"), (oneroster_key("users"), "sourcedId")],
                 "class_sourced_id": [(EXPORT, "sis_section_id"), (oneroster_key("classes"), "sourcedId")],
             }),
-            "path": dg.MetadataValue.path(str(folder / "objects")),
+            "path": dg.MetadataValue.path(str(objects_dir)),
+            "export": dg.MetadataValue.path(str(export_dir)),
             "as_of": str(as_of),
             "categories": counts["categories"],
             "line_items": kinds.get("lineItem", 0),
@@ -207,16 +235,16 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
 def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback: PassbackSettings,
                  oneroster: OneRosterClient) -> dg.MaterializeResult:
     term = context.partition_key
-    folder = run_dir(data_dir, term, context.run.run_id)
+    objects_dir = upstream_dir(context, data_dir, OBJECTS, "objects")
     gathered = {
         row["sis_course_id"]: row["graded_through"]
-        for row in pq.read_table(export_path(folder / "export", "courses"), columns=["sis_course_id", "graded_through"]).to_pylist()
+        for row in pq.read_table(object_path(objects_dir, "gathered_courses")).to_pylist()
     }
     started = time.monotonic()
     with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger, oneroster.open() as session:
         writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
         with connect() as conn:
-            report = send_changes(conn, folder / "objects", ledger, writer, gathered=gathered, run_id=context.run.run_id,
+            report = send_changes(conn, objects_dir, ledger, writer, gathered=gathered, run_id=context.run.run_id,
                                   delete_line_items=passback.delete_line_items, log=context.log.info)
         rejections = ledger.rejections(ROWS_SHOWN)
         outstanding = ledger.rejection_count()

@@ -2,6 +2,10 @@
 -- Inputs: export_* (the Canvas gradebook export), or_classes, or_sessions, or_users (OneRoster snapshot),
 -- params (one row of settings).
 
+-- The courses the export gathered and each one's watermark: what a sending step marks synced.
+CREATE OR REPLACE TEMP TABLE gathered_courses AS
+SELECT sis_course_id, graded_through FROM export_courses;
+
 -- A section is a class when its SIS id is a OneRoster class (course mapping mode: sections carry the
 -- class sourcedId); otherwise its course's SIS id may be the class (1:1 mode). Sections of neither kind
 -- were not provisioned from the SIS (a teacher's own section): their students are reported, not sent.

@@ -18,7 +18,9 @@ from pipeline.passback.config import PassbackSettings
 from pipeline.passback.export import SCHEMAS, export_path
 from pipeline.resources.mapping import sql_text
 
-OBJECT_TABLES = ("categories", "line_items", "results", "skipped")
+OBJECT_TABLES = ("categories", "line_items", "results", "skipped", "gathered_courses")
+# Tables written as they are: not objects sent to the SIS, so no payload or hash.
+PLAIN_TABLES = frozenset({"skipped", "gathered_courses"})
 TRANSFORM_SQL = ("passback_classes", "passback_line_items", "passback_results", "passback_skipped")
 
 
@@ -113,7 +115,7 @@ def write_objects(conn: duckdb.DuckDBPyConnection, objects_dir: Path) -> dict[st
     """Each object table to Parquet, payload as text plus its hash (what the ledger compares)."""
     counts = {}
     for table in OBJECT_TABLES:
-        columns = "*" if table == "skipped" else "* REPLACE (payload::VARCHAR AS payload), md5(payload::VARCHAR) AS payload_hash"
+        columns = "*" if table in PLAIN_TABLES else "* REPLACE (payload::VARCHAR AS payload), md5(payload::VARCHAR) AS payload_hash"
         with atomic_path(object_path(objects_dir, table)) as tmp:
             conn.execute(f"COPY (SELECT {columns} FROM {table}) TO {sql_path(tmp)} (FORMAT parquet)")
         counts[table] = scalar(conn, f"SELECT count(*) FROM {table}")

@@ -1,0 +1,91 @@
+"""Passback runs as Dagster operates them: re-executed from failure in the UI, and assets materialized on
+their own; over real HTTP against the demo Canvas and the demo OneRoster provider."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dagster as dg
+
+from assets import passback
+from pipeline.datadir import DataDir
+from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN
+from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from pipeline.passback.config import PassbackSettings
+from pipeline.resources.canvas import CanvasClient
+from pipeline.resources.oneroster import OneRosterClient
+from tests.test_passback_e2e import TERM, stack
+
+STACK_ENV = "ROSTERBRIDGE_TEST_PASSBACK_STACK"
+
+
+def passback_job() -> dg.JobDefinition:
+    """The gradebook_passback job on the test stack named in STACK_ENV (reconstructable, as the UI's
+    re-execution needs), run in process."""
+    args = json.loads(os.environ[STACK_ENV])
+    resources = {
+        "data_dir": DataDir(root=args["data_dir"]),
+        "oneroster": OneRosterClient(base_url=args["roster"], token_url=args["token_url"], client_id=DEMO_CLIENT_ID,
+                                     client_secret=DEMO_CLIENT_SECRET, max_retries=0),
+        "canvas": CanvasClient(base_url=args["canvas"], access_token=DEMO_CANVAS_TOKEN),
+        "passback": PassbackSettings(),
+    }
+    defs = dg.Definitions.merge(passback.defs, dg.Definitions(resources=resources, executor=dg.in_process_executor))
+    return defs.resolve_job_def("gradebook_passback")
+
+
+def point_at(s, monkeypatch) -> None:
+    monkeypatch.setenv(STACK_ENV, json.dumps({
+        "data_dir": s.data_dir.root, "roster": s.roster.base_url, "token_url": s.roster.token_url,
+        "canvas": s.canvas.base_url,
+    }))
+
+
+def step_failures(result: dg.ExecuteJobResult) -> list[str]:
+    return [e.step_key for e in result.all_events if e.is_step_failure]
+
+
+def test_a_run_that_failed_at_the_sis_is_re_executed_from_failure(tmp_path, monkeypatch):
+    with stack(tmp_path) as s:
+        point_at(s, monkeypatch)
+        s.roster.allow_category_writes = False  # the SIS refuses the first writes (403): the send step fails
+        job = dg.reconstructable(passback_job)
+        with dg.execute_job(job, s.instance, tags={"dagster/partition": TERM}, raise_on_error=False) as first:
+            assert not first.success and step_failures(first) == ["gradebook__sis_passback"]
+            failed_run = first.run_id
+        assert not s.provider_results()
+
+        s.roster.allow_category_writes = True
+        options = dg.ReexecutionOptions.from_failure(failed_run, s.instance)
+        with dg.execute_job(job, s.instance, reexecution_options=options, tags={"dagster/partition": TERM},
+                            raise_on_error=False) as again:
+            assert again.success, step_failures(again)
+            steps = {e.step_key for e in again.all_events if e.is_step_success}
+        assert steps == {"gradebook__sis_passback"}  # the export and objects of the failed run were used
+        held = {k: v for k, v in s.provider_results().items() if k[1] is not None}
+        assert held == s.canvas_expected()
+
+
+def test_objects_and_passback_materialized_on_their_own_use_the_latest_upstream(tmp_path):
+    with stack(tmp_path) as s:
+        job = s.defs.resolve_job_def("gradebook_passback")
+        assert job.execute_in_process(partition_key=TERM, instance=s.instance).success
+        sent = s.provider_results()
+        assert sent
+
+        # Another grading period's course grades: only gradebook/oneroster_objects, with as_of (a new run).
+        objects_only = s.defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={passback.OBJECTS})
+        result = objects_only.execute_in_process(
+            partition_key=TERM, instance=s.instance,
+            run_config={"ops": {"gradebook__oneroster_objects": {"config": {"as_of": "2027-01-10"}}}})
+        assert result.success
+        objects = result.get_asset_materialization_events()[0].materialization.metadata
+        assert objects["as_of"].value == "2027-01-10" and objects["results"].value > 0
+
+        # Then only gradebook/sis_passback (another new run): it sends the objects just computed.
+        passback_only = s.defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={passback.PASSBACK})
+        result = passback_only.execute_in_process(partition_key=TERM, instance=s.instance)
+        assert result.success
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["courses"].value > 0
