@@ -18,6 +18,7 @@ from pipeline.canvas_data_set import DISTRICT, DISTRICT_FILES, TERM_FILES, DataS
 from pipeline.canvas_diff import DataSetDiff, diff_data_set
 from pipeline.datadir import DataDir
 from pipeline.markdown import markdown_table
+from pipeline.personal_data import mask_message
 from pipeline.partitions import school_term_partitions
 from pipeline.resources.canvas import FAILURE_STATES, CanvasClient, CanvasSession, CanvasUploadPolicy
 from pipeline.resources.mapping import MappingSettings
@@ -33,6 +34,9 @@ GUARD_CHECK = "mass_delete_guard"
 APPROVE_MASS_DELETE_TAG = "rosterbridge/approve_mass_delete"
 REMASTER_TAG = "rosterbridge/remaster"
 MESSAGES_IN_METADATA = 1000
+# Canvas messages logged one event each; the rest become one summary line (a night with 100k row errors
+# must not flood the event log: every one is in the result file).
+MESSAGES_LOGGED = 100
 CANVAS_POOL = "canvas_sis_import"
 
 
@@ -199,14 +203,14 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         sis_import = _run_import(context, session, data_set, zip_bytes, params)
         row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
         stats = {"canvas/requests": session.stats.requests, "canvas/retries": session.stats.retries}
-    messages = import_messages(sis_import, row_errors)
-    data_set.write_result({"sis_import": sis_import, "messages": messages})
+    raw_messages = import_messages(sis_import, row_errors)
+    data_set.write_result({"sis_import": sis_import, "messages": raw_messages})
+    # Canvas's messages quote logins and e-mails: only the result file in the data dir keeps them raw.
+    messages = [{**m, "message": mask_message(m["message"])} for m in raw_messages]
     metadata = {**base_metadata, **_import_metadata(sis_import, messages), **stats, "uploaded": True,
                 "zip_path": dg.MetadataValue.path(str(data_set.zip_path)),
                 "result_path": dg.MetadataValue.path(str(data_set.result_path))}
-    for m in messages:
-        log = context.log.error if m["severity"] == "error" else context.log.warning
-        log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: {m['message']}")
+    _log_messages(context, data_set, messages)
 
     state = sis_import.get("workflow_state")
     if state in FAILURE_STATES:
@@ -224,6 +228,17 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         )
     data_set.record_successful_import(sis_import, fingerprints)
     yield dg.MaterializeResult(metadata=metadata)
+
+
+def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages: list[dict[str, Any]]) -> None:
+    for m in messages[:MESSAGES_LOGGED]:
+        log = context.log.error if m["severity"] == "error" else context.log.warning
+        log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: {m['message']}")
+    rest = messages[MESSAGES_LOGGED:]
+    if rest:
+        errors = sum(1 for m in rest if m["severity"] == "error")
+        context.log.warning(f"{data_set.label}: {len(rest)} more Canvas messages ({errors} errors, "
+                            f"{len(rest) - errors} warnings) not logged one by one: all are in {data_set.result_path}")
 
 
 def _run_import(context: dg.AssetExecutionContext, session: CanvasSession, data_set: DataSet, zip_bytes: bytes,

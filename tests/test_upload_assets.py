@@ -154,6 +154,32 @@ def test_imported_with_messages_succeeds_with_every_message_in_metadata(canvas, 
     assert any(f"accounts.csv row 3: {message}" in line for line in logged)
 
 
+def test_canvas_messages_reach_logs_metadata_and_failures_without_logins_or_emails(canvas, data_dir, instance):
+    # 130 users whose e-mail Canvas finds invalid: each one a warning quoting the user id and the e-mail.
+    users = "".join(f"stu-{i:07d},jdoe{i},Jane,Doe,jane.doe{i}@@gmail.com,active\n" for i in range(130))
+    data_set = write_district(data_dir, users)
+    result = upload(canvas, data_dir, instance)
+    assert result.success
+    meta = metadata(result)
+    assert meta["canvas/warning_count"] == 130 and meta["counts/users"] == 130
+    raw = json.loads(data_set.result_path.read_text())["messages"]
+    assert raw[0]["message"] == "The email address associated with user 'stu-0000000' is invalid (email: 'jane.doe0@@gmail.com')"
+    assert "The email address associated with user 'st***00' is invalid (email: '***')" in meta["canvas/messages"]
+    canvas_lines = [e.message for e in instance.all_logs(result.run_id) if "Canvas warning" in e.message
+                    or "more Canvas messages" in e.message]
+    assert len(canvas_lines) == 101 and "30 more Canvas messages (0 errors, 30 warnings)" in canvas_lines[-1]
+    shown = meta["canvas/messages"] + "\n".join(e.message for e in instance.all_logs(result.run_id))
+    assert "@gmail.com" not in shown and "stu-00000" not in shown
+
+    data_set.csv_path("users").write_text(USERS_HEADER + users + "stu-0012346,john smith,John,Smith,,active\n")
+    canvas.fail_next_import("Could not save the user with user_id: 'stu-0012346'. Invalid login_id: 'john smith'")
+    failed = upload(canvas, data_dir, instance)
+    failure = next(e for e in failed.all_events if e.is_step_failure).step_failure_data.error
+    assert "Could not save the user with user_id: 'st***46'. Invalid login_id: '***'" in failure.message
+    shown = failure.message + "\n".join(e.message for e in instance.all_logs(failed.run_id))
+    assert "john smith" not in shown and "stu-0012346" not in shown
+
+
 def test_files_that_failed_or_skipped_the_import_rules_check_are_never_uploaded(canvas, data_dir, instance):
     data_set = write_district(data_dir, user_rows(range(5)) + "u0099,,No,Login,,active\n")
     assert not check(data_dir, instance).success

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.canvas_data_set import DataSet
 from pipeline.canvas_diff import diff_data_set
-from pipeline.personal_data import mask_record, mask_value
+from pipeline.personal_data import mask_message, mask_record, mask_value
 
 USERS_HEADER = "user_id,login_id,first_name,last_name,email,status\n"
 TERM = "2026-fall"
@@ -244,3 +244,24 @@ def test_pins_left_by_a_killed_upload_are_removed_after_a_day(data_dir):
         pass
     assert not stale.exists() and recent.exists()
     assert sorted(p.name for p in data_set.directory.iterdir() if p.name.startswith(".pinned.")) == [".pinned.running"]
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("The email address associated with user 'st0012345' is invalid (email: 'jane.doe@@gmail.com')",
+     "The email address associated with user '***' is invalid (email: '***')"),
+    ("Could not save the user with user_id: 'stu-0012346'. Invalid login_id: 'john smith'",
+     "Could not save the user with user_id: 'st***46'. Invalid login_id: '***'"),
+    ("Attempted enrolling with deleted sis login jdoe", "Attempted enrolling with deleted sis login ***"),
+    ("An existing Canvas user with the SIS ID stu-0000001 has already claimed stu-0000002's user_id requested "
+     "login information, skipping", "An existing Canvas user with the SIS ID st***01 has already claimed st***02's "
+     "user_id requested login information, skipping"),
+    ("User not found for enrollment (User ID: stu-0000001, Course ID: C1, Section ID: S1)",
+     "User not found for enrollment (User ID: st***01, Course ID: C1, Section ID: S1)"),
+    # a message Canvas may add later: e-mails and quoted logins are still hidden
+    ("Unexpected thing for jane@example.org with login_id: 'jdoe'", "Unexpected thing for *** with login_id: '***'"),
+    # nothing personal: unchanged
+    ("Cannot restore sub_account with ID: A2 because parent_account with ID: A1 has been deleted.",
+     "Cannot restore sub_account with ID: A2 because parent_account with ID: A1 has been deleted."),
+])
+def test_canvas_messages_are_masked(raw, shown):
+    assert mask_message(raw) == shown

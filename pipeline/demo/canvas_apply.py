@@ -26,6 +26,10 @@ _DATE = re.compile(
     r"\A(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?\Z", re.I)
 
 
+# Canvas's EmailAddressValidator in short: one @, something on each side, no spaces.
+_EMAIL = re.compile(r"\A[^@\s]+@[^@\s]+\Z")
+
+
 def applies(file_type: str) -> bool:
     return file_type in _APPLIED_TYPES
 
@@ -53,12 +57,15 @@ def _state(status: str | None) -> str:
 
 
 class Applier:
-    """Applies one accepted row at a time; returns a row error message or None."""
+    """Applies one accepted row at a time; returns a row error message or None. A row applied with a
+    warning (Canvas imports a user whose e-mail is invalid, without it) leaves it in `warnings`."""
 
     def __init__(self, conn: sqlite3.Connection, import_id: int, stats: dict[str, Counter[str]]):
         self.conn, self.import_id, self.stats = conn, import_id, stats
+        self.warnings: list[str] = []
 
     def apply(self, file_type: str, row: dict) -> str | None:
+        self.warnings = []
         return getattr(self, f"_{file_type}")(row)
 
     def _count(self, file_type: str, before: str | None, after: str) -> None:
@@ -200,6 +207,10 @@ class Applier:
         sortable = r.get("sortable_name") or (f"{last}, {first}" if first and last else
                                               existing["sortable_name"] if existing else name)
         short = r.get("short_name") or (existing["short_name"] if existing and not first_last else name)
+        email = r.get("email")
+        if email and not _EMAIL.match(email):
+            self.warnings.append(f"The email address associated with user '{sis_id}' is invalid (email: '{email}')")
+            email = None
         self.conn.execute(
             "INSERT INTO users (sis_id, login_id, integration_id, name, sortable_name, short_name, email, "
             "workflow_state, sis_import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sis_id) DO UPDATE SET "
@@ -208,7 +219,7 @@ class Applier:
             "email = COALESCE(excluded.email, email), workflow_state = excluded.workflow_state, "
             "sis_import_id = excluded.sis_import_id",
             (sis_id, r["login_id"], r.get("integration_id"), name, sortable, short,
-             r.get("email") if r.get("email") and "@" in r["email"] else None, new_state, self.import_id))
+             email, new_state, self.import_id))
         self._count("user", existing["workflow_state"] if existing else None, new_state)
         return None
 

@@ -219,9 +219,9 @@ def _apply(conn: sqlite3.Connection, import_id: int, options: ImportOptions, out
                 if (parsed_file.name, row_number) in rejected:
                     continue
                 error = applier.apply(file_type, values)
-                if error:
-                    outcome.add(parsed_file.name, error, failure=False, row=row_number, row_info=_row_info(values))
-                else:
+                for message in [error] if error else applier.warnings:
+                    outcome.add(parsed_file.name, message, failure=False, row=row_number, row_info=_row_info(values))
+                if not error:
                     outcome.counts[COUNT_KEYS[file_type]] += 1
     if options.batch_mode:
         _batch_cleanup(conn, import_id, options, outcome)
