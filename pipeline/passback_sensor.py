@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.passback import passback_job
+from assets.passback import EXPORT, OBJECTS, PASSBACK, passback_job
 from pipeline import settings
 from pipeline.datadir import DataDir
 from pipeline.partitions import SCHOOL_TERM
@@ -46,6 +46,12 @@ CHECK_TIMEOUT_SECONDS = 10.0
 CHECK_RETRIES = 0
 NOT_CHECKED = "not checked"  # the tick's time budget ran out before the course's turn
 CHECK_FAILED = "check failed"
+RUN_IN_PROGRESS = "run in progress"
+TERM_TAG = "rosterbridge/passback_term"
+# A run in one of these states may still write to the SIS.
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                       dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+GRADEBOOK_KEYS = frozenset({EXPORT, OBJECTS, PASSBACK})
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -82,13 +88,16 @@ class TickPlan:
     failures: list[str] = field(default_factory=list)  # courses whose Canvas check failed: skipped this pass
 
 
-def _local_reason(state: CourseState | None, now: dt.datetime, resync: dt.timedelta) -> str | None:
-    """Why a course is due without asking Canvas; None when only Canvas can tell."""
+def _local_reason(state: CourseState | None, now: dt.datetime, resync: dt.timedelta,
+                  rejection_retry: dt.timedelta) -> str | None:
+    """Why a course is due without asking Canvas; None when only Canvas can tell. A course the SIS keeps
+    rejecting is retried at most every `rejection_retry` (its runs end by marking it synced)."""
     if state is None or state.synced_at is None:
         return "never synced"
-    if state.rejections:
+    since_sync = now - state.synced_at
+    if state.rejections and since_sync >= rejection_retry:
         return "rejections to retry"
-    if now - state.synced_at >= resync:
+    if since_sync >= resync:
         return "resync due"
     return None
 
@@ -104,18 +113,23 @@ def plan_tick(
     resync: dt.timedelta,
     concurrency: int = 1,
     time_budget: float | None = None,
+    rejection_retry: dt.timedelta = dt.timedelta(hours=1),
+    busy_terms: frozenset[str] = frozenset(),
 ) -> TickPlan:
     """Check the next `budget` (term, course) pairs; `graded_since(course, t)` asks Canvas (one call),
     up to `concurrency` calls at once. A course whose call fails is skipped this pass (listed in
     `failures`); once `time_budget` seconds have passed no new call starts and the cursor stops at the
-    first course not checked."""
+    first course not checked. Courses of `busy_terms` (a passback run of the term is queued or running)
+    are passed over without a call: two runs of a term would send the same objects twice, and the
+    older one finishing last could overwrite a newer grade."""
     if not courses:
         return TickPlan(cursor=cursor, changed={})
     deadline = None if time_budget is None else time.monotonic() + time_budget
     start = cursor.position if cursor.position < len(courses) else 0
     count = min(budget, len(courses))
     window = [courses[(start + i) % len(courses)] for i in range(count)]
-    reasons = {pair: _local_reason(states.get(pair), now, resync) for pair in window}
+    reasons = {pair: RUN_IN_PROGRESS if pair[0] in busy_terms else _local_reason(states.get(pair), now, resync, rejection_retry)
+               for pair in window}
     ask = [pair for pair in window if reasons[pair] is None]
     failures: dict[tuple[str, str], str] = {}
 
@@ -136,14 +150,15 @@ def plan_tick(
     plan = TickPlan(
         cursor=Cursor(position=(start + done) % len(courses), rotation=cursor.rotation + (start + done) // len(courses)),
         changed={}, checked=done, canvas_calls=sum(1 for pair in ask if reasons[pair] != NOT_CHECKED),
-        reasons={"never synced": 0, "rejections to retry": 0, "resync due": 0, "new grades": 0, CHECK_FAILED: 0},
+        reasons={"never synced": 0, "rejections to retry": 0, "resync due": 0, "new grades": 0, CHECK_FAILED: 0,
+                 RUN_IN_PROGRESS: 0},
         failures=[failures[pair] for pair in window if pair in failures],
     )
     for term, course in window:
         reason = reasons[(term, course)]
         if reason:
             plan.reasons[reason] += 1
-            if reason != CHECK_FAILED:
+            if reason not in (CHECK_FAILED, RUN_IN_PROGRESS):
                 plan.changed.setdefault(term, []).append(course)
     return plan
 
@@ -185,13 +200,24 @@ def canvas_graded_since(session) -> Callable[[str, dt.datetime], bool]:
     return graded_since
 
 
+def busy_terms(instance: dg.DagsterInstance) -> frozenset[str]:
+    """Terms with a gradebook run queued or running: the passback job's, or gradebook assets
+    materialized on their own."""
+    busy = set()
+    for run in instance.get_runs(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
+        term = run.tags.get("dagster/partition")
+        if term and (run.job_name == passback_job.name or GRADEBOOK_KEYS & set(run.asset_selection or ())):
+            busy.add(term)
+    return frozenset(busy)
+
+
 def run_requests(plan: TickPlan) -> list[dg.RunRequest]:
     return [
         dg.RunRequest(
             run_key=f"passback:{term}:{plan.cursor.rotation}:{plan.cursor.position}",
             partition_key=term,
             run_config={"ops": {EXPORT_OP: {"config": {"courses": courses}}}},
-            tags={"rosterbridge/passback_courses": str(len(courses))},
+            tags={"rosterbridge/passback_courses": str(len(courses)), TERM_TAG: term},
         )
         for term, courses in sorted(plan.changed.items())
     ]
@@ -221,8 +247,11 @@ def grade_change_sensor(context: dg.SensorEvaluationContext, canvas: CanvasClien
     with checker.open() as session:
         plan = plan_tick(cursor, courses, states, canvas_graded_since(session), budget=passback.sensor_courses_per_tick,
                          now=now, resync=dt.timedelta(hours=passback.resync_hours), concurrency=CHECK_CONCURRENCY,
-                         time_budget=TICK_BUDGET_SECONDS)
+                         time_budget=TICK_BUDGET_SECONDS, busy_terms=busy_terms(context.instance),
+                         rejection_retry=dt.timedelta(hours=passback.rejection_retry_hours))
     summary = f"checked {plan.checked} of {len(courses)} courses with {plan.canvas_calls} Canvas calls"
+    if plan.reasons and plan.reasons[RUN_IN_PROGRESS]:
+        summary += f"; {plan.reasons[RUN_IN_PROGRESS]} passed over (their term's passback run is queued or running)"
     if plan.failures:
         summary += f"; {len(plan.failures)} Canvas checks failed (checked again next pass), first: {plan.failures[0]}"
         context.log.warning(summary)

@@ -153,7 +153,8 @@ def stack(tmp_path) -> Iterator[Stack]:
         outcome = run_sync(base.defs, base.instance, terms=[TERM], night=NIGHT, say=lambda _: None)
         assert outcome.district_ok and outcome.terms == [TERM] and not outcome.failed_terms
         base.canvas.seed_grades(seed=1)
-        resources = {**base.defs.resources, "passback": PassbackSettings(sensor_courses_per_tick=10_000)}
+        resources = {**base.defs.resources, "passback": PassbackSettings(sensor_courses_per_tick=10_000,
+                                                                              rejection_retry_hours=0)}
         defs = dg.Definitions.merge(passback.defs, dg.Definitions(resources=resources))
         yield Stack(base.roster, base.canvas, base.data_dir, defs, base.instance, base.log, resources)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 
 import dagster as dg
 
@@ -78,7 +79,7 @@ def test_courses_are_due_without_asking_canvas_when_unsynced_rejected_or_stale()
     assert plan.changed == {"fall": ["c0000", "c0001", "c0002"]}
     assert plan.canvas_calls == 1 and canvas.asked == [("c0003", dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))]
     assert plan.reasons == {"never synced": 1, "rejections to retry": 1, "resync due": 1, "new grades": 0,
-                            "check failed": 0}
+                            "check failed": 0, "run in progress": 0}
 
 
 def test_restart_from_a_stored_cursor_and_run_requests_per_term():
@@ -141,31 +142,34 @@ def provision(data_dir, term: str, course_ids: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def sensor_setup(tmp_path, course_ids: list[str], synced_ids: list[str], **server_options):
+def sensor_setup(tmp_path, course_ids: list[str], synced_ids: list[str], passback_settings=None, rejected_ids=(),
+                 **server_options):
     """A Dagster instance with the term, the demo Canvas (optionally faulty) and a ledger in which
-    `synced_ids` were synced an hour ago; yields (tick(cursor) -> SensorResult, server)."""
+    `synced_ids` were synced just now (`rejected_ids` with a SIS rejection); yields
+    (tick(cursor) -> SensorResult, server, instance)."""
     from pipeline.datadir import DataDir
     from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
     from pipeline.partitions import SCHOOL_TERM
     from pipeline.passback.config import PassbackSettings
-    from pipeline.passback.ledger import Ledger
+    from pipeline.passback.ledger import Ledger, Rejected
     from pipeline.passback_sensor import grade_change_sensor
     from pipeline.resources.canvas import CanvasClient
 
     data_dir = DataDir(root=str(tmp_path / "data"))
     provision(data_dir, TERM, course_ids)
     with Ledger.for_term(data_dir.gradebook_dir(TERM)) as ledger:
+        ledger.record(rejected=[Rejected(f"result-{c}", "result", c, "li", "h", 422, "no enrollment") for c in rejected_ids])
         ledger.mark_courses_synced({c: "2026-09-20T10:00:00.000+00:00" for c in synced_ids}, "earlier-run")
     with DemoCanvasServer(**server_options) as srv, dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SCHOOL_TERM, [TERM])
         resources = {"canvas": CanvasClient(base_url=srv.base_url, access_token=DEMO_CANVAS_TOKEN, max_retries=5,
                                             backoff_base_seconds=0.01),
-                     "data_dir": data_dir, "passback": PassbackSettings(sensor_courses_per_tick=10)}
+                     "data_dir": data_dir, "passback": passback_settings or PassbackSettings(sensor_courses_per_tick=10)}
 
         def tick(cursor: str | None) -> dg.SensorResult:
             return grade_change_sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
 
-        yield tick, srv
+        yield tick, srv, instance
 
 
 def requested(result: dg.SensorResult) -> list[str]:
@@ -178,7 +182,7 @@ def test_a_course_canvas_fails_on_is_skipped_and_the_cursor_still_advances(tmp_p
     faults = CanvasFaultPlan(server_error_first_n=1_000, server_error_status=500, path_pattern=f"sis_course_id:{BAD_COURSE}")
     # Course ids sort so that the failing course is checked before the never-synced one.
     courses_ = ["crs-a", BAD_COURSE, "crs-c", "crs-new"]
-    with sensor_setup(tmp_path, courses_, synced_ids=["crs-a", BAD_COURSE, "crs-c"], faults=faults) as (tick, srv):
+    with sensor_setup(tmp_path, courses_, synced_ids=["crs-a", BAD_COURSE, "crs-c"], faults=faults) as (tick, srv, _):
         first = tick(None)
         assert requested(first) == ["crs-new"]  # the other courses go on
         assert Cursor.parse(first.cursor) == Cursor(position=0, rotation=1)  # the whole walk was done
@@ -204,3 +208,44 @@ def test_a_tick_stops_on_its_time_budget_and_the_next_one_resumes_there(tmp_path
             rest = plan_tick(first.cursor, all_courses, states, check, budget=40 - first.checked, now=NOW,
                              resync=24 * HOUR, concurrency=4)
             assert rest.cursor == Cursor(position=0, rotation=1) and first.checked + rest.checked == 40
+
+
+def test_a_term_with_a_passback_run_queued_or_running_is_not_requested_again(tmp_path):
+    from dagster._core.utils import make_new_run_id
+
+    with sensor_setup(tmp_path, ["crs-a", "crs-b"], synced_ids=[]) as (tick, _, instance):
+        first = tick(None)
+        assert requested(first) == ["crs-a", "crs-b"]
+        assert first.run_requests[0].tags["rosterbridge/passback_term"] == TERM
+        run = dg.DagsterRun(job_name="gradebook_passback", run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTED,
+                            tags={"dagster/partition": TERM})
+        instance.add_run(run)
+        busy = tick(first.cursor)
+        assert not busy.run_requests and "run is queued or running" in busy.skip_reason.skip_message
+        instance.report_run_failed(run)  # the run ended: its courses are not marked synced, so they are due again
+        assert requested(tick(busy.cursor)) == ["crs-a", "crs-b"]
+
+
+def test_a_course_the_sis_keeps_rejecting_is_retried_at_most_every_rejection_retry_hours(tmp_path):
+    from pipeline.passback.config import PassbackSettings
+
+    settings = PassbackSettings(sensor_courses_per_tick=10, rejection_retry_hours=0.0003)  # about a second
+    with sensor_setup(tmp_path, ["crs-a", "crs-b"], synced_ids=["crs-a", "crs-b"], rejected_ids=["crs-a"],
+                      passback_settings=settings) as (tick, _, _):
+        first = tick(None)  # just synced: no call to Canvas finds a new grade, the rejection waits
+        assert not first.run_requests
+        time.sleep(1.2)
+        assert requested(tick(first.cursor)) == ["crs-a"]
+
+
+def test_the_ledger_watermark_never_moves_back(tmp_path):
+    from pipeline.passback.ledger import Ledger
+
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.mark_courses_synced({"c1": "2026-09-20T10:00:05.000+00:00", "c2": None}, "newer-run")
+        # An older run (it gathered earlier) finishes last.
+        ledger.mark_courses_synced({"c1": "2026-09-20T10:00:00.000+00:00", "c2": None}, "older-run")
+        assert ledger.course_states()["c1"][0] == "2026-09-20T10:00:05.000+00:00"
+        ledger.mark_courses_synced({"c1": "2026-09-20T11:00:00.000+00:00", "c2": "2026-09-20T09:00:00.000+00:00"}, "next")
+        states = ledger.course_states()
+        assert states["c1"][0] == "2026-09-20T11:00:00.000+00:00" and states["c2"][0] == "2026-09-20T09:00:00.000+00:00"

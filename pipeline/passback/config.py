@@ -13,7 +13,7 @@ from pipeline.passback import ids
 
 
 class PassbackSettings(dg.ConfigurableResource):
-    """What grade passback sends and how; every field has a PASSBACK_* environment variable."""
+    """What grade passback sends and how; every field but rejection_retry_hours has a PASSBACK_* environment variable."""
 
     id_namespace: str = Field(default="rosterbridge", description="Namespace of the deterministic sourcedIds.")
     course_score: Literal["current", "final"] = Field(
@@ -41,6 +41,10 @@ class PassbackSettings(dg.ConfigurableResource):
     )
     sensor_courses_per_tick: int = Field(default=200, ge=1, description="Courses the sensor checks in Canvas per tick.")
     resync_hours: float = Field(default=24.0, gt=0, description="A course is gathered again after this long even without a new grade.")
+    # Resource config only (no environment variable yet: adding one needs a README row, which the lead owns).
+    rejection_retry_hours: float = Field(
+        default=1.0, ge=0, description="A course with SIS rejections is requested again (without a new grade) at most this often."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -165,13 +165,18 @@ class Ledger:
             )
 
     def mark_courses_synced(self, graded_through: dict[str, str | None], run_id: str) -> None:
-        """Advance each course's watermark: only called once the run sent everything for the courses."""
+        """Advance each course's watermark: only called once the run sent everything for the courses.
+        The watermark never moves back (a run that gathered earlier but finishes later must not make the
+        sensor miss grades it already saw as sent); the ISO texts have one format, so text order is time order."""
         now = utc_now()
         with self._transaction() as conn:
             conn.executemany(
                 """
                 INSERT INTO courses (sis_course_id, graded_through, synced_at, run_id) VALUES (?, ?, ?, ?)
-                ON CONFLICT (sis_course_id) DO UPDATE SET graded_through = excluded.graded_through,
+                ON CONFLICT (sis_course_id) DO UPDATE SET
+                    graded_through = CASE WHEN courses.graded_through IS NULL
+                                            OR excluded.graded_through > courses.graded_through
+                                          THEN excluded.graded_through ELSE courses.graded_through END,
                     synced_at = excluded.synced_at, run_id = excluded.run_id
                 """,
                 [(course, through, now, run_id) for course, through in graded_through.items()],
