@@ -4,7 +4,8 @@ Each asset writes `oneroster/<YYYY-MM-DD>/<entity>.parquet` (the fixed schema of
 `pipeline.oneroster.schema`) and `oneroster/<YYYY-MM-DD>/rejects/<entity>.parquet` (records that broke
 a rule, with the rule). Pages are normalised and checked as they arrive and written a row group at a
 time, so memory does not grow with the district; duplicates and references are checked afterwards by
-DuckDB over the written file, and the file is rewritten without those rejects only when there are any.
+DuckDB over the written file, and the file is rewritten without those rejects only when there are any
+(with the previous snapshot's version of each rejected record it holds: carried forward).
 Both files appear atomically: a reader sees last night's file or tonight's, never half of one.
 """
 
@@ -62,6 +63,8 @@ class ExtractReport:
     rows: int = 0
     rejected_records: int = 0
     rejects_by_rule: collections.Counter = field(default_factory=collections.Counter)  # (rule, field) → reject rows
+    carried_forward: int = 0  # rejected tonight, written at last night's version instead
+    carried_forward_from: str | None = None  # the snapshot those versions come from
 
 
 class _BatchWriter:
@@ -95,6 +98,8 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
     """Stream `pages` of `entity` into the snapshot's Parquet file and rejects file.
 
     A page is a list of records, or a `DecodedPage` (the client's pages with `PageConverter.decode_many`).
+    A record rejected tonight that the previous snapshot holds is written at that version instead
+    (`carried_forward`): Canvas's diffing would otherwise delete it, and everything hanging off it.
     """
     report = ExtractReport(data_dir.entity_path(snapshot, entity.name), data_dir.rejects_path(snapshot, entity.name))
     referenced = {target: data_dir.entity_path(snapshot, target) for _, target in checks.REFERENCES[entity.name]}
@@ -117,16 +122,19 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
             for batch in _in_batches(pages):
                 table, problems, records = _normalised(converter, entity.name, batch)
                 if problems:
-                    table = _drop_rows(table, {p.row for p in problems}, offset=0)
+                    rows = sorted({p.row for p in problems})
+                    checks.note_rejected(checker.connection(), table.column("sourcedId").take(rows))
+                    table = _drop_rows(table, rows, offset=0)
                     rejects.write_table(_reject_rows(entity.name, records, problems))
-                    report.rejected_records += len({p.row for p in problems})
+                    report.rejected_records += len(rows)
                     report.rejects_by_rule.update((p.rule, p.field) for p in problems)
                 batches.add(table)
             batches.flush()
         rows_to_drop = _apply_snapshot_rules(entity, staging, referenced, checker.connection(), rejects, report)
+        carried = _carry_forward(entity, data_dir, snapshot, staging, referenced, checker.connection(), rejects, report)
         checker.close()  # the rewrite does not need DuckDB's memory or spill files
-        if len(rows_to_drop):
-            _rewrite_without(staging, entity.schema, rows_to_drop)
+        if len(rows_to_drop) or carried is not None:
+            _rewrite(staging, entity.schema, rows_to_drop, carried)
         report.rows = pq.ParquetFile(staging).metadata.num_rows
     return report
 
@@ -216,19 +224,70 @@ def _apply_snapshot_rules(
     return found.rows_to_drop
 
 
-def _rewrite_without(path: Path, schema: pa.Schema, rows: np.ndarray) -> None:
-    """Rewrite `path` in place (atomically) without the given sorted row numbers, batch by batch."""
+def previous_snapshot(data_dir: DataDir, snapshot: str, entity: str) -> str | None:
+    """The newest snapshot before `snapshot` that holds `entity`."""
+    earlier = [s for s in data_dir.snapshots() if s < snapshot and data_dir.entity_path(s, entity).exists()]
+    return earlier[-1] if earlier else None
+
+
+@dataclass(frozen=True)
+class _Carried:
+    path: Path  # last night's file
+    rows: np.ndarray  # its sorted row numbers to write tonight
+
+
+def _carry_forward(
+    entity: Entity, data_dir: DataDir, snapshot: str, staging: Path, referenced: dict[str, Path],
+    conn: duckdb.DuckDBPyConnection, rejects: pq.ParquetWriter, report: ExtractReport,
+) -> _Carried | None:
+    """Which of last night's records to write in place of tonight's rejected ones (None: none). Writes
+    the rejects of those whose references no longer resolve, and counts what is carried forward."""
+    if not report.rejected_records:
+        return None  # a clean night pays nothing for this
+    previous = previous_snapshot(data_dir, snapshot, entity.name)
+    if previous is None:
+        return None
+    path = data_dir.entity_path(previous, entity.name)
+    if not pq.read_schema(path).equals(entity.schema):
+        # A file of an older schema cannot be copied as it is; tonight's rejects stay left out.
+        dg.get_dagster_logger("rosterbridge").warning(
+            f"{entity.name}: not carrying rejected records forward from {path}: its schema is not tonight's"
+        )
+        return None
+    found = checks.carry_forward(conn, entity.name, entity.schema, staging, path, previous, referenced)
+    for batch in found.rejects:
+        rejects.write_batch(batch.cast(REJECTS))
+    for rule, field_, count in found.counts:
+        report.rejects_by_rule[(rule, field_)] += count
+    report.carried_forward, report.carried_forward_from = len(found.rows), previous
+    return _Carried(path, found.rows) if len(found.rows) else None
+
+
+def _rewrite(path: Path, schema: pa.Schema, rows_to_drop: np.ndarray, carried: _Carried | None) -> None:
+    """Rewrite `path` in place (atomically), batch by batch: without the given sorted row numbers, and
+    followed by the carried-forward rows of last night's file."""
     with atomic_path(path) as rewritten, _parquet_writer(rewritten, schema) as writer:
         offset = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
             table = pa.Table.from_batches([batch]).cast(schema)
-            writer.write_table(_drop_rows(table, rows, offset))
+            writer.write_table(_drop_rows(table, rows_to_drop, offset))
             offset += batch.num_rows
+        if carried is not None:
+            offset = 0
+            for batch in pq.ParquetFile(carried.path).iter_batches(batch_size=ROW_GROUP_ROWS):
+                table = pa.Table.from_batches([batch]).cast(schema)
+                writer.write_table(table.filter(pa.array(_row_mask(table, carried.rows, offset))))
+                offset += batch.num_rows
 
 
 def _drop_rows(table: pa.Table, rows: Iterable[int] | np.ndarray, offset: int) -> pa.Table:
+    return table.filter(pa.array(~_row_mask(table, rows, offset)))
+
+
+def _row_mask(table: pa.Table, rows: Iterable[int] | np.ndarray, offset: int) -> np.ndarray:
+    """Which rows of `table` (row `offset` of its file first) are among the file's row numbers `rows`."""
     positions = np.arange(offset, offset + table.num_rows)
-    return table.filter(pa.array(~np.isin(positions, np.fromiter(rows, dtype=np.int64))))
+    return np.isin(positions, np.fromiter(rows, dtype=np.int64))
 
 
 def _reject_rows(entity: str, page: Sequence[dict], problems: list[checks.Problem]) -> pa.Table:
@@ -355,8 +414,12 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
                 raise dg.Failure(description=str(missing), allow_retries=False) from None
             stats = session.stats
         if report.rejected_records:
+            carried = (
+                f"; {report.carried_forward} kept at their version of {report.carried_forward_from} (carried forward)"
+                if report.carried_forward else ""
+            )
             context.log.warning(
-                f"{entity.name}: {report.rejected_records} record(s) rejected, see {report.rejects_path}"
+                f"{entity.name}: {report.rejected_records} record(s) rejected{carried}, see {report.rejects_path}"
             )
         return dg.MaterializeResult(
             metadata={
@@ -368,6 +431,8 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
                 "rejects_path": dg.MetadataValue.path(str(report.rejects_path)),
                 "rejected_records": report.rejected_records,
                 "rejects_by_rule": _rejects_table(report.rejects_by_rule),
+                "carried_forward": report.carried_forward,
+                "carried_forward_from": report.carried_forward_from or "",
                 "duration_seconds": round(time.monotonic() - started, 3),
                 "pages_fetched": stats.pages_fetched,
                 "requests": stats.requests,
@@ -406,7 +471,8 @@ def build_record_check(entity: Entity) -> dg.AssetChecksDefinition:
         metadata = event.asset_materialization.metadata
         rows = metadata["dagster/row_count"].value
         rejected = metadata["rejected_records"].value
-        total = rows + rejected
+        carried = metadata["carried_forward"].value if "carried_forward" in metadata else 0
+        total = rows - carried + rejected  # the records received tonight
         share = rejected / total if total else 0.0
         limit = reject_share_limit()
         result_metadata = {
@@ -416,6 +482,7 @@ def build_record_check(entity: Entity) -> dg.AssetChecksDefinition:
             "max_reject_share": limit,
             "rejects_path": metadata["rejects_path"],
             "rejects_by_rule": metadata["rejects_by_rule"],
+            "carried_forward": carried,
         }
         if not rejected:
             return dg.AssetCheckResult(passed=True, metadata=result_metadata)
@@ -425,7 +492,8 @@ def build_record_check(entity: Entity) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
             description=(
                 f"{rejected} of {total} {entity.name} records rejected ({share:.2%}"
-                f"{', over' if over else ', within'} the {limit:.2%} limit); see the rejects file"
+                f"{', over' if over else ', within'} the {limit:.2%} limit)"
+                f"{f', {carried} of them kept at their previous snapshot version' if carried else ''}; see the rejects file"
             ),
             metadata=result_metadata,
         )

@@ -1,5 +1,7 @@
 """The extract assets end to end: dg.materialize against the demo OneRoster provider over real HTTP."""
 
+import datetime as dt
+
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
@@ -8,6 +10,7 @@ from assets import extract
 from assets.extract import asset_key
 from pipeline.datadir import DataDir, tonight
 from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DemoOneRosterServer, FaultPlan
+from pipeline.demo.samples import SampleSource
 from pipeline.oneroster.schema import DEFAULT_ENTITIES, ENTITIES
 from pipeline.resources.oneroster import OneRosterClient
 
@@ -123,3 +126,69 @@ def test_injected_faults_give_the_same_snapshot_as_a_fault_free_run(district, tm
         assert flaky.stats.faults_injected >= 6
     assert sum(metadata_of(result, n)["retries"] for n in DEFAULT_ENTITIES) >= flaky.stats.faults_injected
     assert snapshot_tables(faulty_dir) == snapshot_tables(clean_dir)
+
+
+def small_district(**changes):
+    """A hand-made roster for the demo provider: one school, one class, a teacher and two students.
+    `changes` replaces fields of records by sourcedId ({sourcedId: {field: value}})."""
+    def guid(kind, sourced_id):
+        return {"href": f"/{kind}s/{sourced_id}", "sourcedId": sourced_id, "type": kind}
+
+    def base(sourced_id, **fields):
+        return {"sourcedId": sourced_id, "status": "active", "dateLastModified": "2026-11-20T02:00:00Z", **fields}
+
+    def user(sourced_id, role):
+        return base(sourced_id, username=sourced_id, enabledUser="true", givenName="Ann", familyName="Lee", role=role, orgs=[guid("org", "sch")])
+
+    def enrollment(sourced_id, user_id, role):
+        return base(sourced_id, user=guid("user", user_id), school=guid("org", "sch"), role=role, **{"class": guid("class", "cls")})
+
+    records = {
+        "orgs": [base("sch", name="School", type="school")],
+        "academicSessions": [base("trm", title="Fall", type="term", startDate="2026-08-01", endDate="2026-12-20", schoolYear="2027")],
+        "courses": [base("crs", title="Maths", courseCode="M1", org=guid("org", "sch"))],
+        "classes": [base("cls", title="Maths 1", classType="scheduled", course=guid("course", "crs"), school=guid("org", "sch"), terms=[guid("academicSession", "trm")])],
+        "users": [user("tch", "teacher"), user("stu1", "student"), user("stu2", "student")],
+        "enrollments": [enrollment("e-tch", "tch", "teacher"), enrollment("e-stu1", "stu1", "student"), enrollment("e-stu2", "stu2", "student")],
+    }
+    for rows in records.values():
+        for record in rows:
+            record.update(changes.get(record["sourcedId"], {}))
+    return SampleSource(records, fingerprint=f"small_district({changes!r})")
+
+
+def test_a_student_rejected_tonight_stays_in_tonights_snapshot_with_their_enrollments(data_dir, instance, monkeypatch):
+    """Canvas's diffing deletes whoever is missing from tonight's files: a record that breaks a rule
+    tonight, but was fine last night, is written at last night's version instead of left out."""
+    monkeypatch.setenv("ROSTERBRIDGE_MAX_REJECT_SHARE", "1")  # one class of one: the share check would block
+    with DemoOneRosterServer(source=small_district()) as server:
+        assert materialize(server, data_dir, instance).success
+    yesterday = (dt.datetime.strptime(tonight(), "%Y-%m-%d") - dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    data_dir.snapshot_dir(tonight()).rename(data_dir.snapshot_dir(yesterday))
+
+    # Tonight the SIS sends stu1 with a broken enabledUser, and the class with a 1.0-style status.
+    broken = small_district(stu1={"enabledUser": "yes", "familyName": "Lee-Smith"}, cls={"status": "inactive"})
+    with DemoOneRosterServer(source=broken) as server:
+        result = materialize(server, data_dir, instance)
+    assert result.success
+    tables = snapshot_tables(data_dir)
+    assert sorted(tables["users"].column("sourcedId").to_pylist()) == ["stu1", "stu2", "tch"]
+    stu1 = next(u for u in tables["users"].to_pylist() if u["sourcedId"] == "stu1")
+    assert (stu1["familyName"], stu1["enabledUser"]) == ("Lee", True)  # last night's version
+    assert tables["classes"].column("sourcedId").to_pylist() == ["cls"]
+    assert sorted(tables["enrollments"].column("sourcedId").to_pylist()) == ["e-stu1", "e-stu2", "e-tch"]
+
+    users, classes = metadata_of(result, "users"), metadata_of(result, "classes")
+    assert (users["rejected_records"], users["carried_forward"], users["carried_forward_from"]) == (1, 1, yesterday)
+    assert (classes["rejected_records"], classes["carried_forward"]) == (1, 1)
+    assert metadata_of(result, "enrollments")["rejected_records"] == 0
+    rejects = pq.read_table(data_dir.rejects_path(tonight(), "users")).to_pylist()
+    assert [(r["sourcedId"], r["rule"], r["field"]) for r in rejects] == [("stu1", "boolean_format", "enabledUser")]
+
+    checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    users_check = checks["users"]
+    assert not users_check.passed and users_check.severity == dg.AssetCheckSeverity.WARN
+    assert users_check.metadata["carried_forward"].value == 1
+    assert users_check.metadata["rejected_records"].value == 1 and users_check.metadata["rows"].value == 3
+    assert users_check.metadata["reject_share"].value == round(1 / 3, 6)  # of the 3 records received
+    assert "1 of them kept at their previous snapshot version" in users_check.description

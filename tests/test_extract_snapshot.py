@@ -142,3 +142,131 @@ def test_many_pages_become_row_groups_and_the_rewrite_keeps_order(data_dir, monk
     ids = parquet.read().column("sourcedId").to_pylist()
     assert ids == [o["sourcedId"] for i, o in enumerate(orgs) if i != 10]
     assert report.rows == 449
+
+
+# --- carrying forward last night's version of a record rejected tonight ---------------------------
+
+LAST_NIGHT = "2026-11-25"
+
+
+def session(sourced_id, **fields):
+    return base(sourced_id, title=sourced_id, type="term", startDate="2026-08-01", endDate="2026-12-20", schoolYear="2027") | fields
+
+
+def course(sourced_id, org_id="o1", **fields):
+    return base(sourced_id, title=sourced_id, courseCode=sourced_id.upper(), org=ref("org", org_id)) | fields
+
+
+def a_class(sourced_id, course_id, **fields):
+    record = base(
+        sourced_id, title=f"Class {sourced_id}", classType="scheduled", course=ref("course", course_id),
+        school=ref("org", "o1"), terms=[ref("academicSession", "t1")],
+    )
+    return record | fields
+
+
+def enrollment(sourced_id, user_id, class_id, **fields):
+    return base(sourced_id, user=ref("user", user_id), school=ref("org", "o1"), role="student") | {"class": ref("class", class_id)} | fields
+
+
+def night(data_dir, snapshot, feeds):
+    """Extract every entity of `feeds` ({entity: records}) into `snapshot`, upstream entities first."""
+    return {name: write_snapshot(ENTITIES[name], [records], data_dir, snapshot) for name, records in feeds.items()}
+
+
+def ids(report):
+    return pq.read_table(report.path).column("sourcedId").to_pylist()
+
+
+def test_a_record_rejected_tonight_is_kept_at_last_nights_version_and_so_is_all_that_hangs_off_it(data_dir):
+    night(data_dir, LAST_NIGHT, {
+        "orgs": [org("o1")],
+        "academicSessions": [session("t1")],
+        "courses": [course("k1"), course("k2")],
+        "classes": [a_class("c1", "k1"), a_class("c2", "k2")],
+        "users": [user("u1", "o1"), user("u2", "o1")],
+        "enrollments": [enrollment("e1", "u1", "c1"), enrollment("e2", "u2", "c2")],
+    })
+    tonight = night(data_dir, NIGHT, {
+        "orgs": [org("o1")],
+        "academicSessions": [session("t1")],
+        "courses": [course("k1", courseCode=""), course("k2")],  # k1 breaks a rule tonight
+        "classes": [a_class("c1", "k1"), a_class("c2", "k2", classType="Scheduled")],  # c1 is fine, c2 is not
+        "users": [user("u1", "o1", givenName="Zoe", enabledUser="maybe"), user("u2", "o1"), user("u3", "o1", role="pupil")],
+        "enrollments": [enrollment("e1", "u1", "c1"), enrollment("e2", "u2", "c2", role="Student")],
+    })
+
+    # Every record the SIS still sends is in tonight's files: the rejected ones at last night's version.
+    assert ids(tonight["courses"]) == ["k2", "k1"]
+    assert pq.read_table(tonight["courses"].path).to_pylist()[1]["courseCode"] == "K1"
+    assert ids(tonight["classes"]) == ["c1", "c2"]  # c1's course k1 resolves: it was carried forward
+    users = pq.read_table(tonight["users"].path).to_pylist()
+    assert [(u["sourcedId"], u["givenName"], u["enabledUser"]) for u in users] == [("u2", "Zoë", True), ("u1", "Zoë", True)]
+    assert ids(tonight["enrollments"]) == ["e1", "e2"]  # e1's user u1, e2's class c2: both carried forward
+    # u3 is new tonight: nothing to carry, it stays out.
+    assert "u3" not in ids(tonight["users"])
+
+    for name, carried in {"courses": 1, "classes": 1, "users": 1, "enrollments": 1}.items():
+        report = tonight[name]
+        assert report.carried_forward == carried and report.carried_forward_from == LAST_NIGHT
+        assert report.rows == pq.ParquetFile(report.path).metadata.num_rows
+    assert tonight["users"].rejected_records == 2
+    # The rejects still name each record and its rule.
+    assert {(r["sourcedId"], r["rule"], r["field"]) for r in rejects_of(tonight["users"])} == {
+        ("u1", checks.BOOLEAN_FORMAT, "enabledUser"), ("u3", checks.ENUM, "role"),
+    }
+    assert [(r["sourcedId"], r["rule"]) for r in rejects_of(tonight["classes"])] == [("c2", checks.ENUM)]
+    for report in tonight.values():
+        assert pq.read_schema(report.path) == ENTITIES[report.path.stem].schema
+    assert tonight["orgs"].carried_forward == 0 and tonight["orgs"].carried_forward_from is None
+
+
+def test_a_carried_forward_record_must_still_resolve_its_references_tonight(data_dir):
+    night(data_dir, LAST_NIGHT, {
+        "orgs": [org("o1")],
+        "academicSessions": [session("t1")],
+        "courses": [course("k1"), course("k2")],
+        "classes": [a_class("c1", "k1"), a_class("c2", "k2")],
+    })
+    tonight = night(data_dir, NIGHT, {
+        "orgs": [org("o1")],
+        "academicSessions": [session("t1")],
+        "courses": [course("k1")],  # the SIS no longer sends k2
+        # c2 is rejected tonight, and last night's version points at k2, which tonight's snapshot lacks.
+        "classes": [a_class("c1", "k1"), a_class("c2", "k1", title="")],
+    })
+    assert ids(tonight["classes"]) == ["c1"]
+    assert tonight["classes"].carried_forward == 0
+    rejects = rejects_of(tonight["classes"])
+    assert [(r["sourcedId"], r["rule"], r["field"]) for r in rejects] == [
+        ("c2", checks.REQUIRED, "title"), ("c2", checks.MISSING_REFERENCE, "course"),
+    ]
+    assert rejects[1]["message"] == f"last night's version (snapshot {LAST_NIGHT}) not carried forward: course k2 is not in courses"
+    assert json.loads(rejects[1]["record"])["courseSourcedId"] == "k2"  # the record as stored last night
+    assert tonight["classes"].rejected_records == 1  # one record, two reasons
+
+
+def test_a_rejected_duplicate_is_not_carried_forward_over_its_kept_first_copy(data_dir):
+    night(data_dir, LAST_NIGHT, {"orgs": [org("o1", name="Old name"), org("o2")]})
+    report = write_snapshot(ENTITIES["orgs"], [[org("o1"), org("o1", name="again"), org("o2", type="School")]], data_dir, NIGHT)
+    table = pq.read_table(report.path)
+    assert table.column("sourcedId").to_pylist() == ["o1", "o2"]
+    assert table.column("name").to_pylist() == ["School o1", "School o2"]  # o1 tonight's first copy, o2 last night's
+    assert (report.rows, report.rejected_records, report.carried_forward) == (2, 2, 1)
+
+
+def test_carrying_forward_reads_the_newest_earlier_snapshot_that_has_the_entity(data_dir):
+    night(data_dir, "2026-11-23", {"orgs": [org("o1", name="Oldest")]})
+    night(data_dir, "2026-11-24", {"orgs": [org("o1", name="Newest")]})
+    data_dir.snapshot_dir(LAST_NIGHT).mkdir(parents=True)  # a night whose extract never got to orgs
+    night(data_dir, "2026-11-27", {"orgs": [org("o1", name="Tomorrow")]})  # not earlier: never used
+    report = write_snapshot(ENTITIES["orgs"], [[org("o1", status="inactive")]], data_dir, NIGHT)
+    assert pq.read_table(report.path).column("name").to_pylist() == ["Newest"]
+    assert report.carried_forward_from == "2026-11-24"
+
+
+def test_a_night_without_rejects_does_not_look_at_last_night(data_dir):
+    night(data_dir, LAST_NIGHT, {"orgs": [org("o1"), org("o2")]})
+    report = write_snapshot(ENTITIES["orgs"], [[org("o1")]], data_dir, NIGHT)
+    assert ids(report) == ["o1"]  # o2 is no longer sent: it goes, as the SIS means
+    assert (report.carried_forward, report.carried_forward_from) == (0, None)

@@ -8,7 +8,9 @@ Two kinds of rules, so that memory stays bounded for millions of enrollments:
   need the whole entity, so they run afterwards as anti-joins in one in-memory DuckDB over the written
   Parquet (`snapshot_problems`).
 
-A record that breaks any rule is left out of the snapshot; the others flow.
+A record that breaks any rule is left out of tonight's records; the others flow. If the previous
+snapshot holds it, its version there is carried forward instead (`carry_forward`, same DuckDB), so that
+Canvas's diffing does not delete it; see docs/extract.md, Carry forward.
 """
 
 from __future__ import annotations
@@ -176,6 +178,10 @@ class SnapshotProblems:
     counts: list[tuple[str, str, int]]  # (rule, field, reject rows)
 
 
+# The staged file as a relation of rows numbered as in the file.
+_STAGED_ROWS = "(SELECT file_row_number AS row_number, * FROM read_parquet($staging, file_row_number = true))"
+
+
 def snapshot_problems(
     conn: duckdb.DuckDBPyConnection,
     entity: str,
@@ -186,29 +192,110 @@ def snapshot_problems(
     """Duplicate and dangling-reference problems of a whole written entity file.
 
     `referenced` maps each entity named in REFERENCES[entity] to its file in the same snapshot.
-    Problems are staged in a DuckDB temporary table, which spills to disk when large.
+    Problems are staged in a DuckDB temporary table (`problems`), which spills to disk when large
+    and which `carry_forward` reads afterwards.
     """
-    queries = [_sql("extract_duplicates.sql")]
     params: dict[str, str] = {"staging": str(staging)}
+    queries = [_sql("extract_duplicates.sql"), *_reference_queries(entity, schema, _STAGED_ROWS, referenced, params)]
+    conn.execute("CREATE OR REPLACE TEMP TABLE problems AS " + "\nUNION ALL\n".join(queries), params)
+    rows = conn.execute("SELECT DISTINCT row_number FROM problems ORDER BY row_number").fetchnumpy()["row_number"]
+    counts = _counts(conn, "problems")
+    reader = _rejects_reader(conn, entity, schema, "problems", _STAGED_ROWS, {"staging": str(staging)})
+    return SnapshotProblems(reader, np.asarray(rows, dtype=np.int64), counts)
+
+
+def _reference_queries(
+    entity: str, schema: pa.Schema, rows: str, referenced: Mapping[str, Path], params: dict[str, str], note: str = ""
+) -> list[str]:
+    """One missing-reference query per reference column of `entity`, over the relation `rows`
+    (columns row_number, sourcedId and the references); adds its parameters to `params`."""
+    queries = []
     for i, (column, target) in enumerate(REFERENCES[entity]):
         is_list = pa.types.is_list(schema.field(column).type)
         queries.append(
             _sql("extract_missing_references.sql").format(
+                rows=rows,
                 reference=f"unnest({_quoted(column)})" if is_list else _quoted(column),
                 field=f"CAST($field_{i} AS VARCHAR)",
                 target=f"CAST($target_{i} AS VARCHAR)",
                 target_path=f"$target_path_{i}",
+                note="CAST($note AS VARCHAR) || " if note else "",
             )
         )
         params |= {f"field_{i}": field_name(entity, column), f"target_{i}": target, f"target_path_{i}": str(referenced[target])}
-    conn.execute("CREATE OR REPLACE TEMP TABLE problems AS " + "\nUNION ALL\n".join(queries), params)
+    if note and queries:
+        params["note"] = note
+    return queries
 
-    rows = conn.execute("SELECT DISTINCT row_number FROM problems ORDER BY row_number").fetchnumpy()["row_number"]
-    counts = conn.execute("SELECT rule, field, count(*) FROM problems GROUP BY rule, field ORDER BY rule, field").fetchall()
+
+def _counts(conn: duckdb.DuckDBPyConnection, problems: str) -> list[tuple[str, str, int]]:
+    counts = conn.execute(f"SELECT rule, field, count(*) FROM {problems} GROUP BY rule, field ORDER BY rule, field").fetchall()
+    return [(rule, field_, int(n)) for rule, field_, n in counts]
+
+
+def _rejects_reader(
+    conn: duckdb.DuckDBPyConnection, entity: str, schema: pa.Schema, problems: str, rows: str, params: dict[str, str]
+) -> pa.RecordBatchReader:
+    """REJECTS rows of the problems in table `problems`, each with its record from `rows`."""
     kept_columns = [c for c in schema.names if not is_personal(entity, field_name(entity, c))]
     record = "to_json(struct_pack(" + ", ".join(f"{_quoted(c)} := s.{_quoted(c)}" for c in kept_columns) + "))"
-    reader = conn.sql(
-        _sql("extract_snapshot_rejects.sql").format(record=record),
-        params={"entity": entity, "staging": str(staging)},
+    return conn.sql(
+        _sql("extract_snapshot_rejects.sql").format(record=record, problems=problems, rows=rows),
+        params={"entity": entity, **params},
     ).to_arrow_reader()
-    return SnapshotProblems(reader, np.asarray(rows, dtype=np.int64), [(r, f, int(n)) for r, f, n in counts])
+
+
+# --- carrying forward last night's version of a rejected record --------------------------------------
+
+def note_rejected(conn: duckdb.DuckDBPyConnection, sourced_ids: pa.Array | pa.ChunkedArray) -> None:
+    """Remember the sourcedIds of records a record rule rejected while streaming (null when the
+    sourcedId itself was unreadable), for `carry_forward`."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected_ids (sourcedId VARCHAR)")
+    conn.register("streamed_rejects", pa.table({"sourcedId": sourced_ids}))
+    try:
+        conn.execute("INSERT INTO rejected_ids SELECT sourcedId FROM streamed_rejects")
+    finally:
+        conn.unregister("streamed_rejects")
+
+
+@dataclass(frozen=True)
+class CarriedForward:
+    rows: np.ndarray  # sorted row numbers of last night's file to write into tonight's
+    rejects: pa.RecordBatchReader  # REJECTS rows of the candidates whose references no longer resolve
+    counts: list[tuple[str, str, int]]  # (rule, field, reject rows) of those
+
+
+def carry_forward(
+    conn: duckdb.DuckDBPyConnection,
+    entity: str,
+    schema: pa.Schema,
+    staging: Path,
+    previous: Path,
+    previous_snapshot: str,
+    referenced: Mapping[str, Path],
+) -> CarriedForward:
+    """Last night's records (in `previous`) to keep tonight in place of tonight's rejected versions.
+
+    Run after `snapshot_problems` on the same connection. A candidate is carried forward only if its
+    references resolve in tonight's snapshot, as tonight's own records must: the referenced files
+    already hold their own carried-forward records (upstream entities are written first), so an
+    enrollment of a carried-forward user resolves, while a class whose course is in neither
+    tonight's feed nor carried forward is not carried either (and gets a reject row saying why).
+    """
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected_ids (sourcedId VARCHAR)")
+    columns = ", ".join(f"previous.{_quoted(c)}" for c in schema.names)
+    conn.execute(_sql("extract_carry_forward.sql").format(columns=columns), {"staging": str(staging), "previous": str(previous)})
+    params: dict[str, str] = {}
+    note = f"last night's version (snapshot {previous_snapshot}) not carried forward: "
+    queries = _reference_queries(entity, schema, "carried", referenced, params, note=note)
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE carried_problems AS "
+        + ("\nUNION ALL\n".join(queries) if queries else "SELECT * FROM problems LIMIT 0"),
+        params,
+    )
+    rows = conn.execute(
+        "SELECT row_number FROM carried ANTI JOIN carried_problems USING (row_number) ORDER BY row_number"
+    ).fetchnumpy()["row_number"]
+    counts = _counts(conn, "carried_problems")
+    reader = _rejects_reader(conn, entity, schema, "carried_problems", "carried", {})
+    return CarriedForward(np.asarray(rows, dtype=np.int64), reader, counts)
