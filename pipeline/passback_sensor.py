@@ -125,7 +125,9 @@ def plan_tick(
     if not courses:
         return TickPlan(cursor=cursor, changed={})
     deadline = None if time_budget is None else time.monotonic() + time_budget
-    start = cursor.position if cursor.position < len(courses) else 0
+    if cursor.position >= len(courses):  # the list shrank below the cursor: that pass is over
+        cursor = Cursor(position=0, rotation=cursor.rotation + 1)
+    start = cursor.position
     count = min(budget, len(courses))
     window = [courses[(start + i) % len(courses)] for i in range(count)]
     reasons = {pair: RUN_IN_PROGRESS if pair[0] in busy_terms else _local_reason(states.get(pair), now, resync, rejection_retry)
@@ -211,10 +213,14 @@ def busy_terms(instance: dg.DagsterInstance) -> frozenset[str]:
     return frozenset(busy)
 
 
-def run_requests(plan: TickPlan) -> list[dg.RunRequest]:
+def run_requests(plan: TickPlan, now: dt.datetime) -> list[dg.RunRequest]:
+    """One run per term. The run key names the tick's time: Dagster silently drops a request whose key
+    was used before, and positions and rotations repeat (the course list changes, the cursor is reset);
+    the sensor itself keeps runs of a term from overlapping."""
+    tick = now.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     return [
         dg.RunRequest(
-            run_key=f"passback:{term}:{plan.cursor.rotation}:{plan.cursor.position}",
+            run_key=f"passback:{term}:{tick}:{plan.cursor.rotation}:{plan.cursor.position}",
             partition_key=term,
             run_config={"ops": {EXPORT_OP: {"config": {"courses": courses}}}},
             tags={"rosterbridge/passback_courses": str(len(courses)), TERM_TAG: term},
@@ -258,7 +264,7 @@ def grade_change_sensor(context: dg.SensorEvaluationContext, canvas: CanvasClien
     if not plan.changed:
         return dg.SensorResult(skip_reason=f"no grade changes: {summary}", cursor=plan.cursor.dump())
     context.log.info(f"{summary}; requesting {sum(map(len, plan.changed.values()))} courses: {plan.reasons}")
-    return dg.SensorResult(run_requests=run_requests(plan), cursor=plan.cursor.dump())
+    return dg.SensorResult(run_requests=run_requests(plan, now), cursor=plan.cursor.dump())
 
 
 defs = dg.Definitions(sensors=[grade_change_sensor])

@@ -89,12 +89,12 @@ def test_restart_from_a_stored_cursor_and_run_requests_per_term():
     stored = Cursor(position=2, rotation=7).dump()
     plan = tick(Cursor.parse(stored), all_courses, states, canvas, budget=4)
     assert plan.changed == {"fall": ["c0002"], "spring": ["c0002"]}
-    requests = run_requests(plan)
+    requests = run_requests(plan, NOW)
     assert [r.partition_key for r in requests] == ["fall", "spring"]
     assert requests[0].run_config == {"ops": {"gradebook__canvas_export": {"config": {"courses": ["c0002"]}}}}
-    assert requests[0].run_key == "passback:fall:8:0"
-    # The cursor beyond the list (courses were removed) starts over instead of failing.
-    assert tick(Cursor(position=99), all_courses, states, Canvas(), budget=1).cursor == Cursor(1, 0)
+    assert requests[0].run_key == "passback:fall:20260920T120000.000000Z:8:0"
+    # The cursor beyond the list (courses were removed) starts a new rotation instead of failing.
+    assert tick(Cursor(position=99), all_courses, states, Canvas(), budget=1).cursor == Cursor(1, 1)
     assert tick(Cursor(), [], {}, Canvas()) == TickPlan(cursor=Cursor(), changed={})
 
 
@@ -249,3 +249,22 @@ def test_the_ledger_watermark_never_moves_back(tmp_path):
         ledger.mark_courses_synced({"c1": "2026-09-20T11:00:00.000+00:00", "c2": "2026-09-20T09:00:00.000+00:00"}, "next")
         states = ledger.course_states()
         assert states["c1"][0] == "2026-09-20T11:00:00.000+00:00" and states["c2"][0] == "2026-09-20T09:00:00.000+00:00"
+
+
+def test_run_keys_are_never_reused_when_the_list_shrinks_or_the_cursor_is_reset(tmp_path):
+    """Dagster drops a RunRequest whose run key was used before: every tick's keys must be new."""
+    from pipeline.datadir import DataDir
+    from pipeline.passback.config import PassbackSettings
+
+    with sensor_setup(tmp_path, [], synced_ids=[], passback_settings=PassbackSettings(sensor_courses_per_tick=5)) as (tick, _, _):
+        data_dir = DataDir(root=str(tmp_path / "data"))
+        keys: list[str] = []
+        cursor = None
+        for shown in (6, 4):  # two courses leave the term mid-pass
+            provision(data_dir, TERM, [f"crs-{i:02d}" for i in range(shown)])
+            result = tick(cursor)
+            keys += [r.run_key for r in result.run_requests]
+            cursor = result.cursor
+        assert Cursor.parse(cursor).rotation == 2  # the wrap at the shrunk end counts as a pass
+        keys += [r.run_key for r in tick(None).run_requests]  # the cursor was reset
+        assert len(keys) == 3 and len(set(keys)) == 3
