@@ -65,6 +65,7 @@ class ExtractReport:
     rejects_by_rule: collections.Counter = field(default_factory=collections.Counter)  # (rule, field) → reject rows
     carried_forward: int = 0  # rejected tonight, written at last night's version instead
     carried_forward_from: str | None = None  # the snapshot those versions come from
+    warnings_by_rule: collections.Counter = field(default_factory=collections.Counter)  # (rule, field) → records kept
 
 
 class _BatchWriter:
@@ -128,6 +129,8 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
                     rejects.write_table(_reject_rows(entity.name, records, problems))
                     report.rejected_records += len(rows)
                     report.rejects_by_rule.update((p.rule, p.field) for p in problems)
+                for rule, field_, count in checks.record_warnings(entity.name, table):
+                    report.warnings_by_rule[(rule, field_)] += count
                 batches.add(table)
             batches.flush()
         rows_to_drop = _apply_snapshot_rules(entity, staging, referenced, checker.connection(), rejects, report)
@@ -357,11 +360,11 @@ def _column_lineage(entity: str) -> dg.TableColumnLineage:
     )
 
 
-def _rejects_table(counts: collections.Counter) -> dg.TableMetadataValue:
+def _counts_table(counts: collections.Counter, counted: str) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
-        records=[dg.TableRecord({"rule": rule, "field": f, "rejects": n}) for (rule, f), n in sorted(counts.items())],
+        records=[dg.TableRecord({"rule": rule, "field": f, counted: n}) for (rule, f), n in sorted(counts.items())],
         schema=dg.TableSchema(
-            columns=[dg.TableColumn("rule"), dg.TableColumn("field"), dg.TableColumn("rejects", "int")]
+            columns=[dg.TableColumn("rule"), dg.TableColumn("field"), dg.TableColumn(counted, "int")]
         ),
     )
 
@@ -430,7 +433,9 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
                 "path": dg.MetadataValue.path(str(report.path)),
                 "rejects_path": dg.MetadataValue.path(str(report.rejects_path)),
                 "rejected_records": report.rejected_records,
-                "rejects_by_rule": _rejects_table(report.rejects_by_rule),
+                "rejects_by_rule": _counts_table(report.rejects_by_rule, "rejects"),
+                # Spec rules broken by records that are kept all the same (see checks.WARNED_COLUMNS).
+                "warnings_by_rule": _counts_table(report.warnings_by_rule, "records"),
                 "carried_forward": report.carried_forward,
                 "carried_forward_from": report.carried_forward_from or "",
                 "duration_seconds": round(time.monotonic() - started, 3),
@@ -483,6 +488,7 @@ def build_record_check(entity: Entity) -> dg.AssetChecksDefinition:
             "rejects_path": metadata["rejects_path"],
             "rejects_by_rule": metadata["rejects_by_rule"],
             "carried_forward": carried,
+            **({"warnings_by_rule": metadata["warnings_by_rule"]} if "warnings_by_rule" in metadata else {}),
         }
         if not rejected:
             return dg.AssetCheckResult(passed=True, metadata=result_metadata)

@@ -192,3 +192,19 @@ def test_a_student_rejected_tonight_stays_in_tonights_snapshot_with_their_enroll
     assert users_check.metadata["rejected_records"].value == 1 and users_check.metadata["rows"].value == 3
     assert users_check.metadata["reject_share"].value == round(1 / 3, 6)  # of the 3 records received
     assert "1 of them kept at their previous snapshot version" in users_check.description
+
+
+def test_users_without_a_username_are_kept_and_counted_as_a_warning(data_dir, instance):
+    """With MAPPING_LOGIN_ID_FROM=email or identifier a username is not needed; rejected, such a user
+    would be missing from the snapshot and deleted in Canvas."""
+    with DemoOneRosterServer(source=small_district(tch={"username": None}, stu2={"username": ""})) as server:
+        result = materialize(server, data_dir, instance)
+    assert result.success
+    assert sorted(snapshot_tables(data_dir, ("users",))["users"].column("sourcedId").to_pylist()) == ["stu1", "stu2", "tch"]
+    users = metadata_of(result, "users")
+    assert users["rejected_records"] == 0
+    assert [r.data for r in users["warnings_by_rule"].records] == [{"rule": "required", "field": "username", "records": 2}]
+    assert metadata_of(result, "enrollments")["rejected_records"] == 0
+    [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key == asset_key("users")]
+    assert check.passed
+    assert [r.data for r in check.metadata["warnings_by_rule"].records] == [{"rule": "required", "field": "username", "records": 2}]

@@ -138,6 +138,20 @@ def test_enrollment_role_vocabulary_is_narrower_than_user_roles():
     assert problems == []
 
 
+@pytest.mark.parametrize("username", [None, ""])
+def test_a_user_without_a_username_is_kept_and_counted_as_a_warning(username):
+    """Logins may come from email or identifier (MAPPING_LOGIN_ID_FROM): a guardian or staff member
+    without a username must reach the transform, not be rejected (and then deleted in Canvas)."""
+    records = [a_user("u-1"), a_user("u-2", role="guardian", username=username), a_user("u-3", role="teacher")]
+    del records[2]["username"]
+    table, problems = convert("users", records)
+    assert problems == []
+    assert table.column("sourcedId").to_pylist() == ["u-1", "u-2", "u-3"]
+    assert checks.record_warnings("users", table) == [(checks.REQUIRED, "username", 2)]
+    assert checks.record_warnings("users", convert("users", [a_user()])[0]) == []
+    assert checks.record_warnings("classes", convert("classes", [a_class()])[0]) == []
+
+
 def test_a_record_that_is_not_an_object_is_rejected_alone():
     table, problems = convert("orgs", [base("o-1", name="A", type="school"), "garbage"])
     assert {(p.row, p.rule) for p in problems} >= {(1, checks.WRONG_TYPE)}

@@ -44,10 +44,17 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "academicSessions": (*_BASE_REQUIRED, "title", "type", "startDate", "endDate", "schoolYear"),
     "courses": (*_BASE_REQUIRED, "title", "courseCode"),
     "classes": (*_BASE_REQUIRED, "title", "courseSourcedId", "schoolSourcedId", "termSourcedIds"),
-    "users": (*_BASE_REQUIRED, "username", "enabledUser", "givenName", "familyName", "role", "orgSourcedIds"),
+    "users": (*_BASE_REQUIRED, "enabledUser", "givenName", "familyName", "role", "orgSourcedIds"),
     "enrollments": (*_BASE_REQUIRED, "userSourcedId", "classSourcedId", "schoolSourcedId", "role"),
     "demographics": _BASE_REQUIRED,
 }
+
+# Columns OneRoster 1.1 requires but the pipeline does not: a record missing one is kept, and counted
+# as a warning (`record_warnings`). A user's login may come from email or identifier
+# (MAPPING_LOGIN_ID_FROM), and the transform leaves out, and counts, users without a usable login_id;
+# rejecting a guardian or a staff member without a username here would instead make Canvas's diffing
+# delete them.
+WARNED_COLUMNS: dict[str, tuple[str, ...]] = {"users": ("username",)}
 
 # Closed vocabularies, compared case-sensitively as the spec spells them ("Scheduled" is not valid;
 # neither is the OneRoster 1.0 status "inactive").
@@ -136,14 +143,8 @@ def record_problems(entity: str, table: pa.Table, known: Sequence[Problem] = ())
     problems = list(known)
     already = {(p.row, p.field) for p in problems}
     for column in REQUIRED_COLUMNS[entity]:
-        values = table.column(column)
-        missing = pc.is_null(values)
-        if pa.types.is_list(values.type):
-            missing = pc.or_kleene(missing, pc.equal(pc.list_value_length(values), 0))
-        elif pa.types.is_string(values.type):
-            missing = pc.or_kleene(missing, pc.equal(values, ""))
         field = field_name(entity, column)
-        for row in _true_rows(missing):
+        for row in _true_rows(_missing(table.column(column))):
             if (row, field) not in already:
                 problems.append(Problem(row, REQUIRED, field, f"{field} is required"))
     for column, allowed in ENUM_VALUES[entity].items():
@@ -155,6 +156,26 @@ def record_problems(entity: str, table: pa.Table, known: Sequence[Problem] = ())
             shown = "" if is_personal(entity, field) else f" {values[row].as_py()!r}"
             problems.append(Problem(row, ENUM, field, f"{field}{shown} is not one of {'|'.join(allowed)}"))
     return problems
+
+
+def record_warnings(entity: str, table: pa.Table) -> list[tuple[str, str, int]]:
+    """(rule, field, records) of the spec rules `table`'s records break but are kept for
+    (WARNED_COLUMNS): no rejects, only counts."""
+    counts = [
+        (REQUIRED, field_name(entity, column), pc.sum(_missing(table.column(column))).as_py() or 0)
+        for column in WARNED_COLUMNS.get(entity, ())
+    ]
+    return [count for count in counts if count[2]]
+
+
+def _missing(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Which values are missing: null, blank text or an empty list."""
+    missing = pc.is_null(values)
+    if pa.types.is_list(values.type):
+        missing = pc.or_kleene(missing, pc.equal(pc.list_value_length(values), 0))
+    elif pa.types.is_string(values.type):
+        missing = pc.or_kleene(missing, pc.equal(values, ""))
+    return missing
 
 
 def _true_rows(mask: pa.ChunkedArray | pa.Array) -> list[int]:
