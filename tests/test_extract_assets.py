@@ -208,3 +208,13 @@ def test_users_without_a_username_are_kept_and_counted_as_a_warning(data_dir, in
     [check] = [e for e in result.get_asset_check_evaluations() if e.asset_key == asset_key("users")]
     assert check.passed
     assert [r.data for r in check.metadata["warnings_by_rule"].records] == [{"rule": "required", "field": "username", "records": 2}]
+
+
+def test_an_aide_enrollment_reaches_the_snapshot(data_dir, instance):
+    """docs/transform.md: a 1.2-style `aide` enrollment role maps directly (MAPPING_ROLES aide=ta)."""
+    with DemoOneRosterServer(source=small_district(**{"e-tch": {"role": "aide"}})) as server:
+        result = materialize(server, data_dir, instance)
+    assert result.success
+    enrollments = snapshot_tables(data_dir, ("enrollments",))["enrollments"].select(["sourcedId", "role"]).to_pylist()
+    assert {"sourcedId": "e-tch", "role": "aide"} in enrollments
+    assert metadata_of(result, "enrollments")["rejected_records"] == 0
