@@ -261,3 +261,62 @@ def test_ledger_course_queries_cover_more_courses_than_one_query_binds(tmp_path)
         assert ledger.accepted_line_items(courses).num_rows == 1_234
         assert ledger.rejected_ids(courses[:700]).num_rows == 700
         assert ledger.rejected_ids([]).num_rows == 0
+
+
+def rewrite_export(export_dir: Path, table: str, change) -> None:
+    """Edit one export file in place: `change(row)` for each row (returns the row, or None to drop it)."""
+    import pyarrow.parquet as pq
+
+    from pipeline.passback.export import SCHEMAS, export_path
+    from tests.passback_fixtures import write_rows
+
+    path = export_path(export_dir, table)
+    rows = [r for r in (change(dict(row)) for row in pq.read_table(path).to_pylist()) if r is not None]
+    write_rows(path, rows, SCHEMAS[table])
+
+
+DELETING = PassbackSettings(course_grades=False, delete_line_items=True)
+
+
+def test_a_class_gone_from_the_snapshot_does_not_delete_its_line_items(tmp_path):
+    """Term end: the SIS marks the class tobedeleted; its grades stay in the SIS."""
+    import pyarrow.parquet as pq
+
+    from pipeline.oneroster import schema
+    from tests.passback_fixtures import write_rows
+
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=2)
+        passback(tmp_path, srv, DELETING)
+        classes = tmp_path / "snapshot" / "classes.parquet"
+        rows = [{**r, "status": "tobedeleted"} if r["sourcedId"] == CLASS else r for r in pq.read_table(classes).to_pylist()]
+        write_rows(classes, rows, schema.CLASSES)
+        report = passback(tmp_path, srv, DELETING, run="term-ended")
+        assert report.orphans == [] and report.deleted_line_items == 0 and report.deleted_results == 0
+        assert len(stored(srv, "lineItems")) == 2 and len(stored(srv, "results")) == 2 * len(students)
+
+
+def test_a_due_date_removed_with_undated_items_skipped_does_not_delete_the_line_item(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=2)
+        settings = PassbackSettings(course_grades=False, delete_line_items=True, undated_items="skip")
+        passback(tmp_path, srv, settings)
+        rewrite_export(tmp_path / "export", "assignments",
+                       lambda a: {**a, "due_at": None} if a["assignment_id"] == 500 else a)
+        report = passback(tmp_path, srv, settings, run="undated")
+        assert report.orphans == [] and ids.sourced_id(NS, ids.line_item_key(CLASS, 500)) in stored(srv, "lineItems")
+
+
+def test_an_unpublished_or_unsynced_assignment_is_deleted(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=3)
+        passback(tmp_path, srv, DELETING)
+        changes = {500: {"published": False}, 501: {"post_to_sis": False}}
+        rewrite_export(tmp_path / "export", "assignments", lambda a: {**a, **changes.get(a["assignment_id"], {})})
+        report = passback(tmp_path, srv, DELETING, run="unpublished")
+        gone = {ids.sourced_id(NS, ids.line_item_key(CLASS, a)) for a in (500, 501)}
+        assert {li for li, _ in report.orphans} == gone and report.deleted_line_items == 2
+        assert set(stored(srv, "lineItems")) == {ids.sourced_id(NS, ids.line_item_key(CLASS, 502))}

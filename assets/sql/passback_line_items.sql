@@ -7,6 +7,13 @@ FROM export_assignments a
 LEFT JOIN export_assignment_groups g ON g.course_id = a.course_id AND g.group_id = a.assignment_group_id
 WHERE a.published AND a.post_to_sis AND a.grading_type <> 'not_graded' AND a.points_possible IS NOT NULL;
 
+-- The gathered courses' assignments that Canvas still has, published and Sync to SIS (whatever their
+-- grading type): a lineItem of any other assignment has left Canvas (passback_changed.sql).
+CREATE OR REPLACE TEMP TABLE sis_assignment_ids AS
+SELECT c.sis_course_id, a.assignment_id
+FROM export_assignments a JOIN export_courses c USING (course_id)
+WHERE a.published AND a.post_to_sis;
+
 -- One lineItem per (assignment, class it is assigned to). Section overrides decide both: an assignment
 -- only visible to overrides goes to the classes of the overridden sections, and a class's due date is its
 -- sections' override (the latest, when several of its sections differ) before the assignment's own.

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS items (
     kind              TEXT NOT NULL,      -- category | lineItem | courseGrade | result
     sis_course_id     TEXT,               -- the Canvas course (SIS id) the object came from
     line_item_id      TEXT,               -- results: their lineItem
+    canvas_assignment_id INTEGER,         -- assignment lineItems: the Canvas assignment (decides removal)
     accepted_hash     TEXT,               -- payload hash the SIS last accepted (NULL: never / deleted)
     accepted_status   INTEGER,            -- 201 created, 200 replaced
     accepted_at       TEXT,
@@ -55,6 +56,7 @@ class Accepted:
     line_item_id: str | None
     payload_hash: str
     status: int
+    canvas_assignment_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ class Ledger:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(items)")}
+        if "canvas_assignment_id" not in columns:  # a ledger written before the column existed
+            self._conn.execute("ALTER TABLE items ADD COLUMN canvas_assignment_id INTEGER")
 
     @classmethod
     def for_term(cls, gradebook_dir: Path) -> Ledger:
@@ -120,16 +125,18 @@ class Ledger:
             conn.executemany(
                 """
                 INSERT INTO items (sourced_id, kind, sis_course_id, line_item_id, accepted_hash,
-                                   accepted_status, accepted_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                                   accepted_status, accepted_at, canvas_assignment_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (sourced_id) DO UPDATE SET
                     kind = excluded.kind, sis_course_id = excluded.sis_course_id,
                     line_item_id = excluded.line_item_id, accepted_hash = excluded.accepted_hash,
+                    canvas_assignment_id = coalesce(excluded.canvas_assignment_id, items.canvas_assignment_id),
                     accepted_status = excluded.accepted_status, accepted_at = excluded.accepted_at,
                     rejected_hash = NULL, rejected_status = NULL, rejected_message = NULL,
                     rejected_at = NULL, deleted_at = NULL
                 """,
-                [(a.sourced_id, a.kind, a.sis_course_id, a.line_item_id, a.payload_hash, a.status, now) for a in accepted],
+                [(a.sourced_id, a.kind, a.sis_course_id, a.line_item_id, a.payload_hash, a.status, now,
+                  a.canvas_assignment_id) for a in accepted],
             )
             conn.executemany(
                 """
@@ -201,14 +208,16 @@ class Ledger:
         return rows
 
     def accepted_line_items(self, sis_course_ids: list[str]) -> pa.Table:
-        """Assignment lineItems this pipeline wrote for these courses (candidates for removal)."""
+        """Assignment lineItems this pipeline wrote for these courses, with their Canvas assignment
+        (candidates for removal)."""
         rows = self._for_courses(
-            "SELECT sourced_id, sis_course_id FROM items WHERE kind = 'lineItem' AND accepted_hash IS NOT NULL"
-            " AND sis_course_id IN ({})",
+            "SELECT sourced_id, sis_course_id, canvas_assignment_id FROM items WHERE kind = 'lineItem'"
+            " AND accepted_hash IS NOT NULL AND sis_course_id IN ({})",
             sis_course_ids,
         )
-        ids, courses = zip(*rows) if rows else ((), ())
-        return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string())})
+        ids, courses, assignments = zip(*rows) if rows else ((), (), ())
+        return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string()),
+                         "canvas_assignment_id": pa.array(assignments, pa.int64())})
 
     def rejected_ids(self, sis_course_ids: list[str]) -> pa.Table:
         """Objects of these courses with an outstanding rejection."""

@@ -38,7 +38,7 @@ class SyncReport:
 
 def compute_changes(conn: duckdb.DuckDBPyConnection, objects_dir: Path, ledger: Ledger, sis_course_ids: list[str]) -> int:
     """Build `pending` and `orphan_line_items`; returns how many objects are unchanged."""
-    for table in ("categories", "line_items", "results"):
+    for table in ("categories", "line_items", "results", "sis_assignment_ids"):
         conn.execute(f"CREATE OR REPLACE TEMP VIEW obj_{table} AS SELECT * FROM read_parquet({sql_path(object_path(objects_dir, table))})")
     conn.register("ledger_hashes", ledger.accepted_hashes())
     conn.register("ledger_line_items", ledger.accepted_line_items(sis_course_ids))
@@ -49,13 +49,14 @@ def compute_changes(conn: duckdb.DuckDBPyConnection, objects_dir: Path, ledger: 
 
 def _pending(conn: duckdb.DuckDBPyConnection, phase: int) -> Iterator[Item]:
     reader = conn.sql(
-        "SELECT kind, sourced_id, payload, payload_hash, sis_course_id, line_item_id, parent_id FROM pending WHERE phase = ?",
+        "SELECT kind, sourced_id, payload, payload_hash, sis_course_id, line_item_id, parent_id, assignment_id "
+        "FROM pending WHERE phase = ?",
         params=[phase],
     ).to_arrow_reader(10_000)
     for batch in reader:
         for row in batch.to_pylist():
             yield Item(KINDS[row["kind"]], row["sourced_id"], row["payload"], row["payload_hash"],
-                       row["sis_course_id"], row["line_item_id"], row["parent_id"])
+                       row["sis_course_id"], row["line_item_id"], row["parent_id"], row["assignment_id"])
 
 
 def send_changes(

@@ -60,6 +60,7 @@ class Item:
     sis_course_id: str | None = None
     line_item_id: str | None = None
     parent_id: str | None = None  # what the SIS must hold first: a lineItem's category, a result's lineItem
+    assignment_id: int | None = None  # assignment lineItems: the Canvas assignment
 
 
 @dataclass
@@ -137,7 +138,8 @@ class GradebookWriter:
             stats.created += status == 201
             stats.replaced += status != 201
             accepted.append(
-                Accepted(item.sourced_id, item.kind.name, item.sis_course_id, item.line_item_id, item.payload_hash, status)
+                Accepted(item.sourced_id, item.kind.name, item.sis_course_id, item.line_item_id, item.payload_hash, status,
+                         item.assignment_id)
             )
 
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="passback-put") as pool:
