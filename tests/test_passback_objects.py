@@ -199,3 +199,16 @@ def test_teacher_comments_are_sent_only_when_enabled(tmp_path):
     ]
     assert teacher_comment({"user_id": 1, "submission_comments": comments}) == "Redo question 3"
     assert teacher_comment({"user_id": 1, "submission_comments": comments[:1]}) is None
+
+
+def test_the_hidden_comment_of_an_unposted_missing_submission_is_not_sent(tmp_path):
+    """Canvas flags the work missing (sent as 'not submitted'); the teacher's comment on it is not posted."""
+    submissions = [
+        {"course_id": 10, "assignment_id": 501, "user_id": 1, "score": None, "excused": False, "missing": True,
+         "workflow_state": "unsubmitted", "graded_at": None, "posted_at": None, "comment": "Hidden: call your parents"},
+        {"course_id": 10, "assignment_id": 502, "user_id": 1, "score": 40.0, "workflow_state": "graded",
+         "graded_at": ts("2026-09-11T10:00:00"), "posted_at": ts("2026-09-11T10:00:00"), "comment": "Posted: well done"},
+    ]
+    conn = build(tmp_path, PassbackSettings(course_grades=False, send_comments=True), submissions=submissions)
+    sent = {(p["scoreStatus"], p["comment"]) for p in payloads(conn, "results").values()}
+    assert sent == {("not submitted", None), ("fully graded", "Posted: well done")}

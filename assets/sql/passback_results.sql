@@ -11,7 +11,9 @@ WITH graded AS (
            END AS score_status,
            s.score,
            passback_local_date(coalesce(s.graded_at, li.due_at, s.posted_at), p.tz) AS score_date,
-           CASE WHEN p.send_comments THEN s.comment END AS comment,
+           -- A comment is visible to the student only once the submission is posted: a missing or
+           -- ungraded submission is sent with its status, but its hidden comment never leaves Canvas.
+           CASE WHEN p.send_comments AND s.posted_at IS NOT NULL THEN s.comment END AS comment,
            p.ns_hex
     FROM assignment_line_items li
     JOIN class_students st ON st.course_id = li.course_id AND st.class_sourced_id = li.class_sourced_id

@@ -212,7 +212,7 @@ def _read_course(canvas, sis_course_id: str, comments: bool) -> CourseExport:
             "score": s.get("score"), "excused": bool(s.get("excused")), "missing": bool(s.get("missing")),
             "late": bool(s.get("late")), "workflow_state": s.get("workflow_state"),
             "graded_at": graded_at, "posted_at": parse_time(s.get("posted_at")),
-            "comment": teacher_comment(s) if comments else None,
+            "comment": teacher_comment(s) if comments and s.get("posted_at") else None,  # hidden until posted
         })
     return export
 
