@@ -195,8 +195,9 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         "diffing_data_set_identifier": identifier,
         "diffing_drop_status": mapping.enrollment_drop_status,
         # An approved mass delete would exceed Canvas's own change_threshold too, and Canvas would then
-        # skip the diff and drop nothing: the approval lifts it for this one import.
-        "change_threshold": None if approved_mass_delete else policy.change_threshold,
+        # skip the diff and drop nothing: the approval lifts it for this one import (also the way to apply
+        # the drops Canvas skipped after an exceedance).
+        "change_threshold": None if approved else policy.change_threshold,
         "diffing_remaster_data_set": remaster or None,
     }
     with canvas.open() as session:
@@ -221,13 +222,32 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
             f"{detail or 'Canvas gave no message'}",
             metadata=metadata,
         )
-    if sis_import.get("diffing_threshold_exceeded"):
-        context.log.warning(
-            f"{data_set.label}: Canvas skipped diffing (change beyond change_threshold {policy.change_threshold} %), "
-            f"so records missing from this import were not dropped; repeated exceedances need a remaster."
-        )
-    data_set.record_successful_import(sis_import, fingerprints)
-    yield dg.MaterializeResult(metadata=metadata)
+    if not data_set.record_successful_import(sis_import, fingerprints):
+        context.log.warning(_threshold_exceeded_advice(data_set, sis_import, policy, last))
+    yield dg.MaterializeResult(metadata={**metadata, **_baseline_metadata(data_set)})
+
+
+def _baseline_metadata(data_set: DataSet) -> dict[str, int]:
+    """The import later uploads are compared with (Canvas's diff base), and the last one since then that
+    Canvas applied without diffing (0 = none)."""
+    exceeded = data_set.last_threshold_exceeded_import() or {}
+    return {"baseline_import_id": int((data_set.last_import() or {}).get("import_id") or 0),
+            "threshold_exceeded_import_id": int(exceeded.get("import_id") or 0)}
+
+
+def _threshold_exceeded_advice(data_set: DataSet, sis_import: dict[str, Any], policy: CanvasUploadPolicy,
+                               baseline: dict[str, Any] | None) -> str:
+    base = f"import {baseline['import_id']}" if baseline else "its last diffed import"
+    return (
+        f"{data_set.label}: Canvas skipped diffing SIS import {sis_import['id']} (the row count changed by more than "
+        f"change_threshold {policy.change_threshold} %): it applied every row but dropped nothing, and keeps diffing "
+        f"this data set against {base}; so does the pipeline (guard, dry run, skip). The files are uploaded again "
+        f"each night and what is missing since {base} is dropped once the change is within the threshold. To drop it "
+        f"now, check the dry run and approve it for one run: run tag {APPROVE_MASS_DELETE_TAG}={data_set.name} (lifts "
+        f"change_threshold for that import). To keep the records instead, remaster: run tag "
+        f"{REMASTER_TAG}={data_set.name} (applies in full, drops nothing, later imports diff against it). Five "
+        f"exceedances in a row make Canvas refuse the data set until a remaster."
+    )
 
 
 def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages: list[dict[str, Any]]) -> None:
@@ -308,6 +328,7 @@ def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.Materia
     return dg.MaterializeResult(metadata={
         "data_set": data_set.name,
         "compared_with_import_id": (data_set.last_import() or {}).get("import_id") or 0,
+        **_baseline_metadata(data_set),
         "would_upload": not data_set.unchanged_since_last_import(),
         "guard_would_block": ", ".join(f.file for f in blocked) or "no",
         "dagster/row_count": sum(f.rows for f in diff.files),

@@ -3,8 +3,10 @@
 Two kinds of data set are uploaded: the district-wide one (accounts, terms, users, observers) and one
 per term (courses, sections, enrollments). Each has its own Canvas diffing identifier so a record the
 SIS stops sending is dropped from that data set alone. `last_imported/` keeps the exact files of the
-data set's last successful import: the baseline for skipping unchanged uploads, the mass-delete guard
-and the dry run.
+data set's last successful import that Canvas diffed or remastered (Canvas's own diff base): the
+baseline for skipping unchanged uploads, the mass-delete guard and the dry run. An import for which
+Canvas skipped diffing (change beyond change_threshold) is recorded apart and is not the baseline, so
+the next upload is compared, and sent, the way Canvas will diff it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ TERM_FILES = ("courses", "sections", "enrollments")
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
 IMPORT_RECORD = "import.json"
+# The last import Canvas applied without diffing (diffing_threshold_exceeded) since the baseline: history
+# only, never a baseline (Canvas keeps diffing against the last import it diffed or remastered).
+THRESHOLD_EXCEEDED_RECORD = "threshold_exceeded_import.json"
 DELETED_ENROLLMENTS = "deleted_enrollments.csv"  # beside the imported enrollments.csv in last_imported/
 # sha256 of the bytes that last passed the blocking import-rules check; the upload sends nothing else.
 PASSED_CHECK_RECORD = "import_rules_passed.json"
@@ -194,8 +199,36 @@ class DataSet:
                     "canvas/*_csv assets with their checks again, then upload")
         return None
 
-    def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:
-        """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old."""
+    @property
+    def threshold_exceeded_path(self) -> Path:
+        return self.directory / THRESHOLD_EXCEEDED_RECORD
+
+    def last_threshold_exceeded_import(self) -> dict[str, Any] | None:
+        """The record of the last import since the baseline that Canvas applied without diffing, if any."""
+        if not self.threshold_exceeded_path.is_file():
+            return None
+        return json.loads(self.threshold_exceeded_path.read_text(encoding="utf-8"))
+
+    def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> bool:
+        """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old;
+        returns False (and only records the import apart) when Canvas skipped diffing it: Canvas then
+        dropped nothing and diffs the next import against the old base, and so must the pipeline."""
+        record = {
+            "data_set": self.name,
+            "import_id": sis_import.get("id"),
+            "workflow_state": sis_import.get("workflow_state"),
+            "ended_at": sis_import.get("ended_at"),
+            "sha256": fingerprints,
+        }
+        if sis_import.get("diffing_threshold_exceeded"):
+            record["diffed_against_import_id"] = (self.last_import() or {}).get("import_id")
+            atomic_write_text(self.threshold_exceeded_path, json.dumps(record, indent=2, sort_keys=True))
+            return False
+        self._swap_baseline(record)
+        self.threshold_exceeded_path.unlink(missing_ok=True)
+        return True
+
+    def _swap_baseline(self, record: dict[str, Any]) -> None:
         staging = self.directory / f".{LAST_IMPORTED}.new"
         retired = self._retired_baseline
         self._restore_interrupted_swap()
@@ -206,13 +239,6 @@ class DataSet:
             shutil.copyfile(self.csv_path(file), staging / f"{file}.csv")
         if "enrollments" in self.files:
             _write_deleted_enrollments(staging / "enrollments.csv", staging / DELETED_ENROLLMENTS)
-        record = {
-            "data_set": self.name,
-            "import_id": sis_import.get("id"),
-            "workflow_state": sis_import.get("workflow_state"),
-            "ended_at": sis_import.get("ended_at"),
-            "sha256": fingerprints,
-        }
         atomic_write_text(staging / IMPORT_RECORD, json.dumps(record, indent=2, sort_keys=True))
         current = self.directory / LAST_IMPORTED
         if current.exists():
@@ -225,7 +251,7 @@ class DataSet:
         return self.directory / f".{LAST_IMPORTED}.old"
 
     def _restore_interrupted_swap(self) -> None:
-        """A process stopped between the two renames of `record_successful_import` leaves only the retired
+        """A process stopped between the two renames of `_swap_baseline` leaves only the retired
         baseline: it is still the last successful import (the guard and the diff must see it, not none)."""
         current = self.directory / LAST_IMPORTED
         if not current.exists() and self._retired_baseline.is_dir():

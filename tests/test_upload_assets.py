@@ -39,7 +39,7 @@ def upload(canvas, data_dir, instance, *, config: dict | None = None, tags: dict
         assert check(data_dir, instance).success
     resources = {
         "canvas": CanvasClient(base_url=canvas.base_url, access_token=DEMO_CANVAS_TOKEN, poll_interval_seconds=0.01),
-        "canvas_upload": CanvasUploadPolicy(diffing_prefix="sd42"),
+        "canvas_upload": CanvasUploadPolicy(diffing_prefix="sd42", change_threshold=10),
         "mapping": MappingSettings(),
         "data_dir": data_dir,
     }
@@ -108,6 +108,40 @@ def test_guard_blocks_a_mass_suspension_before_canvas_locks_everyone_out(canvas,
     check = blocked.get_asset_check_evaluations()[0]
     assert "users: 40 of 40 (100.0 %) would disappear, turn deleted or be suspended/deactivated" in check.description
     assert len(canvas.state.imports()) == 1 and canvas.state.counts()["users"] == {"active": 40}
+
+
+def test_an_import_canvas_did_not_diff_is_not_the_baseline_so_the_guard_sees_the_drops_canvas_will_make(
+        canvas, data_dir, instance):
+    data_set = write_district(data_dir, user_rows(range(100)))
+    first = metadata(upload(canvas, data_dir, instance))["canvas/import_id"]
+    # 9 users leave (9 %, under the guard), 20 join: 111 rows, beyond change_threshold 10 %: Canvas applies
+    # every row, drops nothing, and keeps diffing against the first import.
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(9, 120)))
+    exceeded = upload(canvas, data_dir, instance)
+    assert exceeded.success
+    meta = metadata(exceeded)
+    assert meta["canvas/diffing_threshold_exceeded"] is True
+    assert (meta["baseline_import_id"], meta["threshold_exceeded_import_id"]) == (first, meta["canvas/import_id"])
+    assert data_set.last_import()["import_id"] == first
+    assert canvas.state.counts()["users"] == {"active": 120}
+    advice = [e.message for e in instance.all_logs(exceeded.run_id) if "Canvas skipped diffing" in e.message]
+    assert advice and f"rosterbridge/approve_mass_delete=district" in advice[0] and "rosterbridge/remaster=district" in advice[0]
+
+    # The same files the next night are not "unchanged": Canvas still owes the drops, so they go again.
+    again = upload(canvas, data_dir, instance)
+    assert metadata(again)["uploaded"] is True and len(canvas.state.imports()) == 3
+
+    # 9 more leave: against Canvas's base (the first import) that is 18 of 100, which the guard now blocks.
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(18, 120)))
+    blocked = upload(canvas, data_dir, instance)
+    assert not blocked.success and "users: 18 of 100 (18.0 %)" in blocked.get_asset_check_evaluations()[0].description
+    assert len(canvas.state.imports()) == 3 and canvas.state.counts()["users"] == {"active": 120}
+
+    approved = upload(canvas, data_dir, instance, tags={APPROVE_MASS_DELETE_TAG: "district"})
+    assert approved.success and metadata(approved)["canvas/diffing_threshold_exceeded"] is False
+    assert canvas.state.counts()["users"] == {"active": 102, "deleted": 18}
+    assert data_set.last_import()["import_id"] == metadata(approved)["canvas/import_id"]
+    assert data_set.last_threshold_exceeded_import() is None
 
 
 def test_failed_import_fails_with_canvas_message_and_keeps_the_baseline(canvas, data_dir, instance):
