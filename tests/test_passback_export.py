@@ -67,3 +67,38 @@ def test_export_fails_when_canvas_fails_on_every_course(tmp_path, canvas):
     with canvas_client(canvas).open() as session, pytest.raises(CanvasError, match="every requested course"):
         gather(session, ["C2"], tmp_path)
     assert not export_path(tmp_path, "courses").exists()  # no half export left behind
+
+
+class CommentedCanvas:
+    """The demo Canvas session, with submission comments added to the submissions it returns (the demo
+    Canvas keeps none): one by the course's teacher, a later one by a classmate, the latest by the student."""
+
+    def __init__(self, session, teacher: int, classmate: int):
+        self.session, self.teacher, self.classmate = session, teacher, classmate
+
+    def get(self, path, params=None):
+        return self.session.get(path, params)
+
+    def get_paginated(self, path, params=None):
+        for item in self.session.get_paginated(path, params):
+            if path.endswith("/students/submissions"):
+                assert ("include[]", "submission_comments") in params
+                item["submission_comments"] = [
+                    {"author_id": self.teacher, "comment": "Teacher: see me", "created_at": "2026-09-01T00:00:00Z"},
+                    {"author_id": self.classmate, "comment": "Classmate: lol", "created_at": "2026-09-02T00:00:00Z"},
+                    {"author_id": item["user_id"], "comment": "Me: done", "created_at": "2026-09-03T00:00:00Z"},
+                ]
+            yield item
+
+
+def test_only_a_teacher_or_ta_comment_is_exported(tmp_path, canvas):
+    (teacher,) = [r["user_id"] for r in canvas.db.query(
+        "SELECT e.user_id FROM enrollments e JOIN courses c ON c.id = e.course_id "
+        "WHERE c.sis_id = 'C1' AND e.type = 'TeacherEnrollment'")]
+    classmate = canvas.db.query(
+        "SELECT MIN(e.user_id) AS u FROM enrollments e JOIN courses c ON c.id = e.course_id "
+        "WHERE c.sis_id = 'C1' AND e.type = 'StudentEnrollment'")[0]["u"]
+    with canvas_client(canvas).open() as session:
+        gather(CommentedCanvas(session, teacher, classmate), ["C1"], tmp_path, comments=True)
+    posted = [s for s in read(tmp_path, "submissions") if s["posted_at"] is not None]
+    assert posted and {s["comment"] for s in posted} == {"Teacher: see me"}

@@ -197,8 +197,8 @@ def test_teacher_comments_are_sent_only_when_enabled(tmp_path):
         {"author_id": 7, "comment": " Redo question 3 ", "created_at": "2026-09-11T00:00:00Z"},
         {"author_id": 7, "comment": "  ", "created_at": "2026-09-13T00:00:00Z"},
     ]
-    assert teacher_comment({"user_id": 1, "submission_comments": comments}) == "Redo question 3"
-    assert teacher_comment({"user_id": 1, "submission_comments": comments[:1]}) is None
+    assert teacher_comment({"user_id": 1, "submission_comments": comments}, frozenset({7})) == "Redo question 3"
+    assert teacher_comment({"user_id": 1, "submission_comments": comments[:1]}, frozenset({7})) is None
 
 
 def test_the_hidden_comment_of_an_unposted_missing_submission_is_not_sent(tmp_path):

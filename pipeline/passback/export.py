@@ -115,10 +115,12 @@ def assignment_kind(assignment: dict) -> str:
     return "assignment"
 
 
-def teacher_comment(submission: dict) -> str | None:
-    """The latest submission comment not written by the student (Canvas include[]=submission_comments)."""
+def teacher_comment(submission: dict, graders: frozenset[int]) -> str | None:
+    """The latest submission comment (Canvas include[]=submission_comments) written by one of the course's
+    `graders` (users with a teacher or TA enrollment): a classmate's comment (peer review, a group
+    assignment) is never sent as the teacher's."""
     comments = [c for c in submission.get("submission_comments") or []
-                if c.get("author_id") != submission.get("user_id") and (c.get("comment") or "").strip()]
+                if c.get("author_id") in graders and (c.get("comment") or "").strip()]
     if not comments:
         return None
     return max(comments, key=lambda c: c.get("created_at") or "")["comment"].strip()
@@ -200,6 +202,11 @@ def _read_course(canvas, sis_course_id: str, comments: bool) -> CourseExport:
             "sis_user_id": e.get("sis_user_id") or (e.get("user") or {}).get("sis_user_id"),
             "current_score": grades.get("current_score"), "final_score": grades.get("final_score"),
         })
+    graders: frozenset[int] = frozenset()
+    if comments:
+        grader_params = [("type[]", "TeacherEnrollment"), ("type[]", "TaEnrollment"),
+                         ("state[]", "active"), ("state[]", "completed"), ("state[]", "inactive")]
+        graders = frozenset(int(e["user_id"]) for e in canvas.get_paginated(f"{base}/enrollments", grader_params))
     submission_params = [("student_ids[]", "all")] + ([("include[]", "submission_comments")] if comments else [])
     for s in canvas.get_paginated(f"{base}/students/submissions", submission_params):
         graded_at = parse_time(s.get("graded_at"))
@@ -212,7 +219,7 @@ def _read_course(canvas, sis_course_id: str, comments: bool) -> CourseExport:
             "score": s.get("score"), "excused": bool(s.get("excused")), "missing": bool(s.get("missing")),
             "late": bool(s.get("late")), "workflow_state": s.get("workflow_state"),
             "graded_at": graded_at, "posted_at": parse_time(s.get("posted_at")),
-            "comment": teacher_comment(s) if comments and s.get("posted_at") else None,  # hidden until posted
+            "comment": teacher_comment(s, graders) if comments and s.get("posted_at") else None,  # hidden until posted
         })
     return export
 
