@@ -276,11 +276,14 @@ def _rewrite(path: Path, schema: pa.Schema, rows_to_drop: np.ndarray, carried: _
             writer.write_table(_drop_rows(table, rows_to_drop, offset))
             offset += batch.num_rows
         if carried is not None:
+            previous = pq.ParquetFile(carried.path)
             offset = 0
-            for batch in pq.ParquetFile(carried.path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                table = pa.Table.from_batches([batch]).cast(schema)
-                writer.write_table(table.filter(pa.array(_row_mask(table, carried.rows, offset))))
-                offset += batch.num_rows
+            for group in range(previous.metadata.num_row_groups):
+                size = previous.metadata.row_group(group).num_rows
+                if np.any((carried.rows >= offset) & (carried.rows < offset + size)):  # read only groups with some
+                    table = previous.read_row_group(group).cast(schema)
+                    writer.write_table(table.filter(pa.array(_row_mask(table, carried.rows, offset))))
+                offset += size
 
 
 def _drop_rows(table: pa.Table, rows: Iterable[int] | np.ndarray, offset: int) -> pa.Table:

@@ -270,3 +270,20 @@ def test_a_night_without_rejects_does_not_look_at_last_night(data_dir):
     report = write_snapshot(ENTITIES["orgs"], [[org("o1")]], data_dir, NIGHT)
     assert ids(report) == ["o1"]  # o2 is no longer sent: it goes, as the SIS means
     assert (report.carried_forward, report.carried_forward_from) == (0, None)
+
+
+def test_carried_rows_are_copied_from_the_row_groups_that_hold_them_in_last_nights_order(data_dir, monkeypatch):
+    monkeypatch.setattr(extract, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(extract, "CONVERT_BATCH_ROWS", 100)
+    orgs = [org(f"o{i:04d}", name=f"Last night {i}") for i in range(450)]
+    write_snapshot(ENTITIES["orgs"], [orgs[i : i + 100] for i in range(0, 450, 100)], data_dir, LAST_NIGHT)
+    assert pq.ParquetFile(data_dir.entity_path(LAST_NIGHT, "orgs")).metadata.num_row_groups == 5
+    tonight_orgs = [org(f"o{i:04d}") for i in range(450)]
+    for i in (320, 5, 449):
+        tonight_orgs[i] = org(f"o{i:04d}", type="School")
+    report = write_snapshot(ENTITIES["orgs"], [tonight_orgs[i : i + 30] for i in range(0, 450, 30)], data_dir, NIGHT)
+    table = pq.read_table(report.path)
+    assert table.column("sourcedId").to_pylist() == [o["sourcedId"] for i, o in enumerate(tonight_orgs) if i not in (5, 320, 449)] + [
+        "o0005", "o0320", "o0449"]
+    assert table.column("name").to_pylist()[-3:] == ["Last night 5", "Last night 320", "Last night 449"]
+    assert (report.rows, report.rejected_records, report.carried_forward) == (450, 3, 3)
