@@ -272,7 +272,14 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
         "line_items_gone_from_canvas": len(report.orphans),
         "line_items_deleted": report.deleted_line_items,
         "results_deleted": report.deleted_results,
+        "stale_results_deleted": report.stale_results_deleted,
+        "stale_results_refused": len(report.stale_results_refused),
     }
+    if report.stale_results_refused:
+        metadata["stale_results_kept_in_sis"] = dg.MetadataValue.md(
+            "Results no longer in Canvas's export whose DELETE the SIS refused (retried next run):\n"
+            + "\n".join(f"- {result}: {message}" for result, message in report.stale_results_refused[:ROWS_SHOWN])
+        )
     if report.orphans and not passback.delete_line_items:
         by_course = collections.Counter(course for _, course in report.orphans)
         metadata["line_items_kept_in_sis"] = dg.MetadataValue.md(

@@ -320,3 +320,43 @@ def test_an_unpublished_or_unsynced_assignment_is_deleted(tmp_path):
         gone = {ids.sourced_id(NS, ids.line_item_key(CLASS, a)) for a in (500, 501)}
         assert {li for li, _ in report.orphans} == gone and report.deleted_line_items == 2
         assert set(stored(srv, "lineItems")) == {ids.sourced_id(NS, ids.line_item_key(CLASS, 502))}
+
+
+def test_a_result_that_leaves_canvas_s_export_is_removed_from_the_sis(tmp_path):
+    """'not submitted' (missing), then the student hands the work in (not graded yet); an excused mark
+    taken back; a grade cleared: none of them is in the export any more, so the SIS must not keep them."""
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=2)
+        rewrite_export(tmp_path / "export", "submissions", lambda s: (
+            {**s, "score": None, "missing": True, "workflow_state": "unsubmitted", "graded_at": None, "posted_at": None}
+            if (s["assignment_id"], s["user_id"]) == (500, 1) else
+            {**s, "score": None, "excused": True} if (s["assignment_id"], s["user_id"]) == (500, 2) else s))
+        passback(tmp_path, srv)
+        line_item = ids.sourced_id(NS, ids.line_item_key(CLASS, 500))
+        result_of = {n: ids.sourced_id(NS, ids.result_key(line_item, students[n - 1])) for n in (1, 2, 3)}
+        held = stored(srv, "results")
+        assert (held[result_of[1]]["scoreStatus"], held[result_of[2]]["scoreStatus"]) == ("not submitted", "exempt")
+
+        # Handed in, excuse taken back, grade cleared: the export drops the three submissions.
+        rewrite_export(tmp_path / "export", "submissions",
+                       lambda s: None if (s["assignment_id"], s["user_id"]) in {(500, 1), (500, 2), (500, 3)} else s)
+        report = passback(tmp_path, srv, run="left")
+        assert report.stale_results_deleted == 3 and report.totals()["sent"] == 0
+        assert not set(result_of.values()) & set(stored(srv, "results"))
+        assert len(stored(srv, "results")) == 2 * len(students) - 3
+        assert passback(tmp_path, srv, run="again").stale_results_deleted == 0  # nothing left to remove
+
+
+def test_a_result_delete_the_sis_refuses_is_reported_and_the_run_goes_on(tmp_path):
+    from pipeline.demo.provider_auth import ALL_SCOPES
+
+    scopes = tuple(s for s in ALL_SCOPES if not s.endswith("gradebook.delete"))
+    with DemoOneRosterServer(students=60, allowed_scopes=scopes) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        passback(tmp_path, srv)
+        rewrite_export(tmp_path / "export", "submissions", lambda s: None if s["user_id"] == 1 else s)
+        report = passback(tmp_path, srv, run="left")
+        assert report.stale_results_deleted == 0 and len(report.stale_results_refused) == 1
+        assert "403" in report.stale_results_refused[0][1] and len(stored(srv, "results")) == len(students)

@@ -29,3 +29,10 @@ WHERE l.canvas_assignment_id IS NOT NULL
   AND l.sourced_id NOT IN (SELECT sourced_id FROM obj_line_items)
   AND NOT EXISTS (SELECT 1 FROM obj_sis_assignment_ids a
                   WHERE a.sis_course_id = l.sis_course_id AND a.assignment_id = l.canvas_assignment_id);
+
+-- Results the SIS holds (this pipeline wrote them) that no longer hold in Canvas: removed with DELETE.
+-- Input: ledger_results (accepted results of these courses).
+CREATE OR REPLACE TEMP TABLE stale_results AS
+SELECT l.sourced_id, l.sis_course_id
+FROM ledger_results l
+JOIN obj_empty_result_slots USING (sourced_id);

@@ -56,3 +56,16 @@ SELECT r.*,
            'comment', r.comment
        ) AS payload
 FROM (SELECT * FROM assignment_results UNION ALL BY NAME SELECT * FROM course_grade_results) r;
+
+-- Every (lineItem, student placed in its class) without a result today. A result the SIS holds for one of
+-- these has left Canvas's export (grade cleared or hidden again, excuse removed, missing work handed in
+-- but not graded yet) and is removed (passback_changed.sql). A result whose lineItem or student is not
+-- computed today (class or student missing from the snapshot, item skipped) is not in this table: the
+-- SIS keeps it.
+CREATE OR REPLACE TEMP TABLE empty_result_slots AS
+SELECT passback_uuid5(p.ns_hex, 'result:' || li.sourced_id || ':' || st.sis_user_id) AS sourced_id
+FROM line_items li
+JOIN class_students st ON st.course_id = li.course_id AND st.class_sourced_id = li.class_sourced_id
+CROSS JOIN params p
+EXCEPT
+SELECT sourced_id FROM results;

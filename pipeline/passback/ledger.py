@@ -219,6 +219,16 @@ class Ledger:
         return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string()),
                          "canvas_assignment_id": pa.array(assignments, pa.int64())})
 
+    def accepted_results(self, sis_course_ids: list[str]) -> pa.Table:
+        """Results the SIS holds for these courses (candidates for removal)."""
+        rows = self._for_courses(
+            "SELECT sourced_id, sis_course_id FROM items WHERE kind = 'result' AND accepted_hash IS NOT NULL"
+            " AND sis_course_id IN ({})",
+            sis_course_ids,
+        )
+        ids, courses = zip(*rows) if rows else ((), ())
+        return pa.table({"sourced_id": pa.array(ids, pa.string()), "sis_course_id": pa.array(courses, pa.string())})
+
     def rejected_ids(self, sis_course_ids: list[str]) -> pa.Table:
         """Objects of these courses with an outstanding rejection."""
         rows = self._for_courses(

@@ -18,9 +18,10 @@ from pipeline.passback.config import PassbackSettings
 from pipeline.passback.export import SCHEMAS, export_path
 from pipeline.resources.mapping import sql_text
 
-OBJECT_TABLES = ("categories", "line_items", "results", "skipped", "gathered_courses", "sis_assignment_ids")
+OBJECT_TABLES = ("categories", "line_items", "results", "skipped", "gathered_courses", "sis_assignment_ids",
+                 "empty_result_slots")
 # Tables written as they are: not objects sent to the SIS, so no payload or hash.
-PLAIN_TABLES = frozenset({"skipped", "gathered_courses", "sis_assignment_ids"})
+PLAIN_TABLES = frozenset({"skipped", "gathered_courses", "sis_assignment_ids", "empty_result_slots"})
 TRANSFORM_SQL = ("passback_classes", "passback_line_items", "passback_results", "passback_skipped")
 
 

@@ -29,6 +29,8 @@ class SyncReport:
     orphans: list[tuple[str, str]] = field(default_factory=list)  # (lineItem sourcedId, course)
     deleted_line_items: int = 0
     deleted_results: int = 0
+    stale_results_deleted: int = 0  # results whose grade left Canvas's export (cleared, hidden, handed in)
+    stale_results_refused: list[tuple[str, str]] = field(default_factory=list)  # (result, the SIS's message)
     courses_synced: int = 0
 
     def totals(self) -> dict[str, int]:
@@ -38,10 +40,11 @@ class SyncReport:
 
 def compute_changes(conn: duckdb.DuckDBPyConnection, objects_dir: Path, ledger: Ledger, sis_course_ids: list[str]) -> int:
     """Build `pending` and `orphan_line_items`; returns how many objects are unchanged."""
-    for table in ("categories", "line_items", "results", "sis_assignment_ids"):
+    for table in ("categories", "line_items", "results", "sis_assignment_ids", "empty_result_slots"):
         conn.execute(f"CREATE OR REPLACE TEMP VIEW obj_{table} AS SELECT * FROM read_parquet({sql_path(object_path(objects_dir, table))})")
     conn.register("ledger_hashes", ledger.accepted_hashes())
     conn.register("ledger_line_items", ledger.accepted_line_items(sis_course_ids))
+    conn.register("ledger_results", ledger.accepted_results(sis_course_ids))
     conn.execute(sql_text("passback_changed"))
     total = sum(scalar(conn, f"SELECT count(*) FROM obj_{t}") for t in ("categories", "line_items", "results"))
     return total - scalar(conn, "SELECT count(*) FROM pending")
@@ -95,6 +98,15 @@ def send_changes(
         not_ok |= stats.not_ok
         report.phases[name] = stats
         log(f"{name}: {stats.sent} accepted ({stats.created} created), {stats.rejected} rejected, {stats.held_back} held back")
+
+    stale = [r[0] for r in conn.execute("SELECT sourced_id FROM stale_results ORDER BY ALL").fetchall()]
+    if stale:
+        removed = list(writer.delete(RESULT, stale, refused=report.stale_results_refused))
+        ledger.record_deleted(removed)
+        report.stale_results_deleted = len(removed)
+        log(f"{len(removed)} results no longer in Canvas's export removed from the SIS"
+            + (f"; {len(report.stale_results_refused)} DELETEs refused, first: {report.stale_results_refused[0][1]}"
+               if report.stale_results_refused else ""))
 
     report.orphans = [tuple(r) for r in conn.execute("SELECT sourced_id, sis_course_id FROM orphan_line_items ORDER BY ALL").fetchall()]
     if report.orphans and delete_line_items:

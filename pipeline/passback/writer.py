@@ -182,12 +182,21 @@ class GradebookWriter:
     def _rejected(item: Item, status: int | None, message: str) -> Rejected:
         return Rejected(item.sourced_id, item.kind.name, item.sis_course_id, item.line_item_id, item.payload_hash, status, message)
 
-    def delete(self, kind: Kind, sourced_ids: Iterable[str]) -> Iterator[str]:
-        """DELETE each object; yields those the SIS removed (or no longer had)."""
+    def delete(self, kind: Kind, sourced_ids: Iterable[str],
+               refused: list[tuple[str, str]] | None = None) -> Iterator[str]:
+        """DELETE each object; yields those the SIS removed (or no longer had). With `refused`, a DELETE
+        the SIS refuses for that object or for lack of the gradebook.delete scope (a 4xx other than
+        401/429) is listed there and the others go on; otherwise it stops the run."""
         for sourced_id in sourced_ids:
             try:
                 self.session.delete(f"/{kind.collection}/{sourced_id}")
             except OneRosterError as exc:
-                if exc.status_code != 404:
+                status = exc.status_code
+                if status == 404:
+                    pass
+                elif refused is not None and status is not None and 400 <= status < 500 and status not in (401, 429):
+                    refused.append((sourced_id, rejection_message(exc)))
+                    continue
+                else:
                     raise
             yield sourced_id
