@@ -29,7 +29,7 @@ from pipeline import settings
 from pipeline.datadir import DataDir
 from pipeline.partitions import SCHOOL_TERM
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.export import parse_time, provisioned_courses
+from pipeline.passback.export import newest_graded_at, provisioned_courses
 from pipeline.passback.ledger import LEDGER_FILE, Ledger
 from pipeline.resources.canvas import CanvasClient, CanvasError
 
@@ -189,15 +189,13 @@ def canvas_graded_since(session) -> Callable[[str, dt.datetime], bool]:
     """
 
     def graded_since(course: str, since: dt.datetime) -> bool:
-        params = [("student_ids[]", "all"), ("graded_since", since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
-                  ("order", "graded_at"), ("order_direction", "descending"), ("per_page", "1")]
         try:
-            page = session.get(f"/api/v1/courses/sis_course_id:{course}/students/submissions", params)
+            newest = newest_graded_at(session, f"/api/v1/courses/sis_course_id:{course}", since)
         except CanvasError as exc:
             if exc.status_code == 404:  # gone from Canvas: nothing to pass back
                 return False
             raise
-        return any((parse_time(s.get("graded_at")) or EPOCH) > since for s in page or [])
+        return newest is not None and newest > since
 
     return graded_since
 

@@ -102,3 +102,41 @@ def test_only_a_teacher_or_ta_comment_is_exported(tmp_path, canvas):
         gather(CommentedCanvas(session, teacher, classmate), ["C1"], tmp_path, comments=True)
     posted = [s for s in read(tmp_path, "submissions") if s["posted_at"] is not None]
     assert posted and {s["comment"] for s in posted} == {"Teacher: see me"}
+
+
+class GradedDuringExport:
+    """The demo Canvas session, its submissions read 5 a page; right after the first one is read, the
+    teacher regrades it (the export has already read it) and then grades the course's last submission
+    (which the export reads later, so its newer graded_at is seen)."""
+
+    def __init__(self, session, canvas_server, course: str):
+        self.session, self.canvas, self.course, self.graded = session, canvas_server, course, False
+
+    def get(self, path, params=None):
+        return self.session.get(path, params)
+
+    def get_paginated(self, path, params=None):
+        submissions = path.endswith("/students/submissions")
+        for item in self.session.get_paginated(path, list(params or []) + ([("per_page", 5)] if submissions else [])):
+            yield item
+            if submissions and not self.graded:
+                self.graded = True
+                last = self.canvas.db.query(
+                    "SELECT s.assignment_id, u.sis_id FROM submissions s JOIN users u ON u.id = s.user_id "
+                    "JOIN assignments a ON a.id = s.assignment_id JOIN courses c ON c.id = a.course_id "
+                    "WHERE c.sis_id = ? ORDER BY s.id DESC LIMIT 1", (self.course,))[0]
+                first = self.canvas.db.query("SELECT sis_id FROM users WHERE id = ?", (item["user_id"],))[0]
+                self.canvas.set_grade(self.course, item["assignment_id"], first["sis_id"], score=1.25)
+                self.canvas.set_grade(self.course, last["assignment_id"], last["sis_id"], score=2.5)
+
+
+def test_a_grade_entered_while_the_export_reads_the_course_counts_as_new(tmp_path, canvas):
+    from pipeline.passback_sensor import canvas_graded_since
+
+    with canvas_client(canvas).open() as session:
+        export = GradedDuringExport(session, canvas, "C1")
+        gather(export, ["C1"], tmp_path)
+        assert export.graded
+        (course,) = read(tmp_path, "courses")
+        assert 1.25 not in {s["score"] for s in read(tmp_path, "submissions")}  # the regrade was missed...
+        assert canvas_graded_since(session)("C1", course["graded_through"])  # ...so the sensor requests it again

@@ -32,8 +32,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "courses": pa.schema([
         ("course_id", pa.int64()), ("sis_course_id", pa.string()), ("name", pa.string()),
         ("gathered_at", TIMESTAMP),
-        # The latest graded_at among all the course's submissions, hidden ones included: the course's
-        # watermark for the sensor's graded_since (Canvas's clock, so no skew with ours).
+        # The latest graded_at among the course's submissions (hidden ones included) when the export began
+        # reading it: the course's watermark for the sensor's graded_since (Canvas's clock, so no skew
+        # with ours). A grade entered while the export reads the course is after it, so it counts as new.
         ("graded_through", TIMESTAMP),
     ]),
     "sections": pa.schema([
@@ -126,6 +127,16 @@ def teacher_comment(submission: dict, graders: frozenset[int]) -> str | None:
     return max(comments, key=lambda c: c.get("created_at") or "")["comment"].strip()
 
 
+def newest_graded_at(canvas, course_path: str, since: dt.datetime | None = None) -> dt.datetime | None:
+    """One call: the latest graded_at of the course's submissions (graded after `since`), as Canvas shows
+    it (whole seconds). `course_path` is /api/v1/courses/<id or sis_course_id:...>."""
+    params = [("student_ids[]", "all"), ("order", "graded_at"), ("order_direction", "descending"), ("per_page", "1")]
+    if since is not None:
+        params.append(("graded_since", since.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return max((t for t in (parse_time(s.get("graded_at")) for s in canvas.get(f"{course_path}/students/submissions", params) or [])
+                if t is not None), default=None)
+
+
 def is_sendable(submission: dict) -> bool:
     """Posted grades and excused marks, or an ungraded submission flagged missing (no hidden grade)."""
     graded = submission.get("score") is not None or bool(submission.get("excused"))
@@ -207,11 +218,11 @@ def _read_course(canvas, sis_course_id: str, comments: bool) -> CourseExport:
         grader_params = [("type[]", "TeacherEnrollment"), ("type[]", "TaEnrollment"),
                          ("state[]", "active"), ("state[]", "completed"), ("state[]", "inactive")]
         graders = frozenset(int(e["user_id"]) for e in canvas.get_paginated(f"{base}/enrollments", grader_params))
+    # Asked before the submissions are read: a grade entered while they are read is after the watermark.
+    course_row["graded_through"] = newest_graded_at(canvas, base)
     submission_params = [("student_ids[]", "all")] + ([("include[]", "submission_comments")] if comments else [])
     for s in canvas.get_paginated(f"{base}/students/submissions", submission_params):
         graded_at = parse_time(s.get("graded_at"))
-        if graded_at and (course_row["graded_through"] is None or graded_at > course_row["graded_through"]):
-            course_row["graded_through"] = graded_at
         if not is_sendable(s):
             continue
         export.rows["submissions"].append({
