@@ -54,6 +54,9 @@ LEDGER_SCHEMA = dg.TableSchema(columns=[
         ("rejected_at", "string"), ("deleted_at", "string"),
     )
 ])
+# A run in one of these states may still read its folder or write to the SIS.
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                       dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 RUNS_KEPT = 20  # run folders kept per term for inspection; older ones are removed
 ROWS_SHOWN = 100
 
@@ -100,10 +103,18 @@ def upstream_dir(context: dg.AssetExecutionContext, data_dir: DataDir, key: dg.A
     return Path(path.value)
 
 
-def _prune_old_runs(runs: Path, keep: int) -> None:
+def active_runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return list(instance.get_runs(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES)))
+
+
+def prune_old_runs(runs: Path, keep: int, instance: dg.DagsterInstance) -> None:
+    """Remove all but the `keep` newest run folders of a term, never the folder of a run still queued or
+    going (a long full-term run outlives many short sensor runs; a re-execution works in its root's folder)."""
     if not runs.is_dir():
         return
-    folders = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    in_use = {run.root_run_id or run.run_id for run in active_runs(instance)}
+    folders = sorted((p for p in runs.iterdir() if p.is_dir() and p.name not in in_use),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
     for old in folders[keep:]:
         remove_folder(old)
 
@@ -132,7 +143,7 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
     term = context.partition_key
     courses = sorted(set(config.courses)) or provisioned_courses(data_dir, term)
     runs = data_dir.gradebook_dir(term) / "runs"
-    _prune_old_runs(runs, RUNS_KEPT - 1)
+    prune_old_runs(runs, RUNS_KEPT - 1, context.instance)
     export_dir = work_dir(context, data_dir) / "export"
     started = time.monotonic()
     with canvas.open() as session:

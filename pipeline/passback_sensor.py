@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from assets.passback import EXPORT, OBJECTS, PASSBACK, passback_job
+from assets.passback import EXPORT, OBJECTS, PASSBACK, active_runs, passback_job
 from pipeline import settings
 from pipeline.datadir import DataDir
 from pipeline.partitions import SCHOOL_TERM
@@ -48,9 +48,6 @@ NOT_CHECKED = "not checked"  # the tick's time budget ran out before the course'
 CHECK_FAILED = "check failed"
 RUN_IN_PROGRESS = "run in progress"
 TERM_TAG = "rosterbridge/passback_term"
-# A run in one of these states may still write to the SIS.
-ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                       dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
 GRADEBOOK_KEYS = frozenset({EXPORT, OBJECTS, PASSBACK})
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -204,7 +201,7 @@ def busy_terms(instance: dg.DagsterInstance) -> frozenset[str]:
     """Terms with a gradebook run queued or running: the passback job's, or gradebook assets
     materialized on their own."""
     busy = set()
-    for run in instance.get_runs(dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
+    for run in active_runs(instance):
         term = run.tags.get("dagster/partition")
         if term and (run.job_name == passback_job.name or GRADEBOOK_KEYS & set(run.asset_selection or ())):
             busy.add(term)

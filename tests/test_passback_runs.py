@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import dagster as dg
 
@@ -89,3 +90,28 @@ def test_objects_and_passback_materialized_on_their_own_use_the_latest_upstream(
         assert result.success
         metadata = result.get_asset_materialization_events()[0].materialization.metadata
         assert metadata["courses"].value > 0
+
+
+def test_pruning_keeps_the_folder_of_a_run_still_going(tmp_path):
+    from dagster._core.utils import make_new_run_id
+
+    from assets.passback import RUNS_KEPT, prune_old_runs
+
+    runs = tmp_path / "runs"
+    with dg.instance_for_test() as instance:
+        long_run = dg.DagsterRun(job_name="gradebook_passback", run_id=make_new_run_id(),
+                                 status=dg.DagsterRunStatus.STARTED)
+        instance.add_run(long_run)
+        (runs / long_run.run_id / "export").mkdir(parents=True)
+        hour_ago = time.time() - 3600
+        os.utime(runs / long_run.run_id, (hour_ago, hour_ago))  # the oldest folder: a long full-term run
+        finished = [f"finished-{i:02d}" for i in range(RUNS_KEPT + 2)]
+        for i, name in enumerate(finished):
+            (runs / name).mkdir()
+            os.utime(runs / name, (hour_ago + 60 + i, hour_ago + 60 + i))
+        prune_old_runs(runs, RUNS_KEPT - 1, instance)
+        left = {p.name for p in runs.iterdir()}
+        assert left == {long_run.run_id, *finished[-(RUNS_KEPT - 1):]}
+        instance.report_run_failed(long_run)  # it ended: now it is an old folder like the others
+        prune_old_runs(runs, RUNS_KEPT - 1, instance)
+        assert long_run.run_id not in {p.name for p in runs.iterdir()}
