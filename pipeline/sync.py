@@ -115,11 +115,31 @@ class UnknownTermError(ValueError):
     pass
 
 
+def _reject_implausible_terms(defs: dg.Definitions, instance: dg.DagsterInstance, terms: Sequence[str]) -> None:
+    """Before anything runs (snapshot refresh, district upload): a key that is not a known partition and
+    not a term of the current snapshot is a typo. A term new in tonight's snapshot passes only the check
+    after the refresh, so this one accepts every key when there is no snapshot yet."""
+    known = set(instance.get_dynamic_partitions(SCHOOL_TERM))
+    candidates = [key for key in terms if key not in known]
+    if not candidates:
+        return
+    try:
+        in_snapshot = {t.key for t in discover_term_keys(defs.resources["data_dir"], defs.resources["mapping"])}
+    except FileNotFoundError:  # the first sync: nothing to compare with yet
+        return
+    unknown = [key for key in candidates if key not in in_snapshot]
+    if unknown:
+        raise UnknownTermError(f"unknown school_term key(s): {', '.join(unknown)}; known: "
+                               f"{', '.join(sorted(known | in_snapshot)) or 'none'} (nothing was run)")
+
+
 def run_sync(defs: dg.Definitions, instance: dg.DagsterInstance, *, terms: Sequence[str] = (),
              remaster: Sequence[str] = (), approve_mass_delete: Sequence[str] = (), night: dt.date | None = None,
              dry_run: bool = False, say: Callable[[str], None] = print) -> SyncOutcome:
     """The nightly sync once: the snapshot and district runs, then one run per term (all active ones, or
     `terms`). `dry_run` builds everything but runs the dry-run assets instead of the imports."""
+    if terms:
+        _reject_implausible_terms(defs, instance, terms)
     district_job = district_dry_run_job if dry_run else nightly_district_job
     term_job = term_dry_run_job if dry_run else term_sync_job
     night = night or dt.date.today()
