@@ -360,3 +360,17 @@ def test_a_result_delete_the_sis_refuses_is_reported_and_the_run_goes_on(tmp_pat
         report = passback(tmp_path, srv, run="left")
         assert report.stale_results_deleted == 0 and len(report.stale_results_refused) == 1
         assert "403" in report.stale_results_refused[0][1] and len(stored(srv, "results")) == len(students)
+
+
+def test_a_category_title_spelled_differently_by_another_course_does_not_rename_it(tmp_path):
+    with DemoOneRosterServer(students=60) as srv:
+        students = demo_class_students(srv.store, CLASS)
+        class_export(tmp_path / "export", CLASS, students, assignments=1)
+        passback(tmp_path, srv)
+        category = ids.sourced_id(NS, ids.category_key("Homework"))
+        assert srv.store.get("categories", category)["title"] == "Homework"
+        # The next run gathers a course whose teacher spells the group "homework " (same category).
+        rewrite_export(tmp_path / "export", "assignment_groups", lambda g: {**g, "name": "homework "})
+        report = passback(tmp_path, srv, run="other-spelling")
+        assert report.phases["categories"].sent == 0
+        assert srv.store.get("categories", category)["title"] == "Homework"

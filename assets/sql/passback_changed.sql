@@ -6,7 +6,11 @@ SELECT 1 AS phase, 'category' AS kind, o.sourced_id, o.payload, o.payload_hash,
        NULL::VARCHAR AS sis_course_id, NULL::VARCHAR AS line_item_id, NULL::VARCHAR AS parent_id,
        NULL::BIGINT AS assignment_id
 FROM obj_categories o LEFT JOIN ledger_hashes l USING (sourced_id)
-WHERE l.accepted_hash IS DISTINCT FROM o.payload_hash
+-- A category is PUT until the SIS accepts it, then never again: its id is its title's key (case and
+-- spacing folded), so the only difference between runs is which spelling of the title the courses a run
+-- gathered use ("Homework" / "homework"); the first title the SIS accepted stays, rather than flipping
+-- with each run.
+WHERE l.accepted_hash IS NULL
 UNION ALL
 SELECT 2, o.kind, o.sourced_id, o.payload, o.payload_hash, o.sis_course_id, NULL, o.category_id, o.assignment_id
 FROM obj_line_items o LEFT JOIN ledger_hashes l USING (sourced_id)
