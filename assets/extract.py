@@ -121,7 +121,8 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
         with _parquet_writer(staging, entity.schema) as writer:
             batches = _BatchWriter(writer)
             for batch in _in_batches(pages):
-                table, problems, records = _normalised(converter, entity.name, batch)
+                checked, records = _normalised(converter, entity.name, batch)
+                table, problems = checked.table, checked.problems
                 if problems:
                     rows = sorted({p.row for p in problems})
                     checks.note_rejected(checker.connection(), table.column("sourcedId").take(rows))
@@ -129,7 +130,7 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
                     rejects.write_table(_reject_rows(entity.name, records, problems))
                     report.rejected_records += len(rows)
                     report.rejects_by_rule.update((p.rule, p.field) for p in problems)
-                for rule, field_, count in checks.record_warnings(entity.name, table):
+                for rule, field_, count in checked.warnings:
                     report.warnings_by_rule[(rule, field_)] += count
                 batches.add(table)
             batches.flush()
@@ -157,20 +158,16 @@ def _in_batches(pages: Iterable[Sequence]) -> Iterator[list[Sequence]]:
         yield batch
 
 
-def _normalised(
-    converter: PageConverter, entity: str, pages: list[Sequence]
-) -> tuple[pa.Table, list[checks.Problem], Sequence]:
-    """The pages' rows, the rules they break and the records as received (for the rejects rows).
+def _normalised(converter: PageConverter, entity: str, pages: list[Sequence]) -> tuple[checks.RecordCheck, Sequence]:
+    """The pages' rows with the rules they break, and the records as received (for the rejects rows).
 
     Decoded pages are read in Arrow; their records are parsed only if a rule broke.
     """
     if all(isinstance(page, DecodedPage) for page in pages):
-        table, problems = converter.convert_decoded(pages)
-        problems = checks.record_problems(entity, table, problems)
-        return table, problems, [record for page in pages for record in page] if problems else ()
+        checked = checks.check_records(entity, *converter.convert_decoded(pages))
+        return checked, [record for page in pages for record in page] if checked.problems else ()
     records = [record for page in pages for record in page]
-    table, problems = converter.convert(records)
-    return table, checks.record_problems(entity, table, problems), records
+    return checks.check_records(entity, *converter.convert(records)), records
 
 
 class _SnapshotChecker:
@@ -437,7 +434,7 @@ def build_extract_asset(entity: Entity) -> dg.AssetsDefinition:
                 "rejects_path": dg.MetadataValue.path(str(report.rejects_path)),
                 "rejected_records": report.rejected_records,
                 "rejects_by_rule": _counts_table(report.rejects_by_rule, "rejects"),
-                # Spec rules broken by records that are kept all the same (see checks.WARNED_COLUMNS).
+                # Spec rules broken by records that are kept all the same (checks.WARNED_COLUMNS, ENUM_VALUES).
                 "warnings_by_rule": _counts_table(report.warnings_by_rule, "records"),
                 "carried_forward": report.carried_forward,
                 "carried_forward_from": report.carried_forward_from or "",

@@ -166,8 +166,8 @@ def test_a_student_rejected_tonight_stays_in_tonights_snapshot_with_their_enroll
     yesterday = (dt.datetime.strptime(tonight(), "%Y-%m-%d") - dt.timedelta(days=1)).strftime("%Y-%m-%d")
     data_dir.snapshot_dir(tonight()).rename(data_dir.snapshot_dir(yesterday))
 
-    # Tonight the SIS sends stu1 with a broken enabledUser, and the class with a 1.0-style status.
-    broken = small_district(stu1={"enabledUser": "yes", "familyName": "Lee-Smith"}, cls={"status": "inactive"})
+    # Tonight the SIS sends stu1 with a broken enabledUser, and the class with a status nobody knows.
+    broken = small_district(stu1={"enabledUser": "yes", "familyName": "Lee-Smith"}, cls={"status": "archived"})
     with DemoOneRosterServer(source=broken) as server:
         result = materialize(server, data_dir, instance)
     assert result.success
@@ -218,3 +218,27 @@ def test_an_aide_enrollment_reaches_the_snapshot(data_dir, instance):
     enrollments = snapshot_tables(data_dir, ("enrollments",))["enrollments"].select(["sourcedId", "role"]).to_pylist()
     assert {"sourcedId": "e-tch", "role": "aide"} in enrollments
     assert metadata_of(result, "enrollments")["rejected_records"] == 0
+
+
+def test_enum_values_in_another_case_or_unknown_are_kept_and_counted_as_warnings(data_dir, instance):
+    """Providers are lenient, so the extract reads leniently: a record is not lost (and deleted in
+    Canvas) for `Student`, a 1.0 `inactive` status or a classType the spec does not list."""
+    changes = {"stu1": {"role": "Student"}, "tch": {"role": " teacher"}, "e-stu2": {"role": "ta"},
+               "cls": {"classType": "virtual"}, "trm": {"status": "inactive"}}
+    with DemoOneRosterServer(source=small_district(**changes)) as server:
+        result = materialize(server, data_dir, instance)
+    assert result.success
+    tables = snapshot_tables(data_dir)
+    assert sorted(tables["users"].select(["sourcedId", "role"]).to_pylist(), key=lambda u: u["sourcedId"]) == [
+        {"sourcedId": "stu1", "role": "student"}, {"sourcedId": "stu2", "role": "student"}, {"sourcedId": "tch", "role": "teacher"}]
+    assert tables["academicSessions"].column("status").to_pylist() == ["inactive"]
+    assert tables["classes"].column("classType").to_pylist() == ["virtual"]
+    assert tables["enrollments"].num_rows == 3
+    assert all(metadata_of(result, name)["rejected_records"] == 0 for name in DEFAULT_ENTITIES)
+    warnings = {name: [r.data for r in metadata_of(result, name)["warnings_by_rule"].records] for name in DEFAULT_ENTITIES}
+    assert warnings["users"] == [{"rule": "enum_normalised", "field": "role", "records": 2}]
+    assert warnings["enrollments"] == [{"rule": "enum_unknown", "field": "role", "records": 1}]
+    assert warnings["classes"] == [{"rule": "enum_unknown", "field": "classType", "records": 1}]
+    assert warnings["academicSessions"] == [{"rule": "enum_unknown", "field": "status", "records": 1}]
+    assert warnings["orgs"] == warnings["courses"] == []
+    assert all(check.passed for check in result.get_asset_check_evaluations())

@@ -39,7 +39,7 @@ def rejects_of(report):
 
 
 def test_good_records_flow_and_bad_ones_go_to_rejects_with_their_rule(data_dir):
-    pages = [[org("o1"), org("o2", type="School")], [org("o1", name="again"), org("o3")], []]
+    pages = [[org("o1"), org("o2", status="archived")], [org("o1", name="again"), org("o3")], []]
     report = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
 
     table = pq.read_table(report.path)
@@ -47,13 +47,36 @@ def test_good_records_flow_and_bad_ones_go_to_rejects_with_their_rule(data_dir):
     assert table.column("sourcedId").to_pylist() == ["o1", "o3"]
     assert table.column("name").to_pylist()[0] == "School o1"  # the first of two duplicates is kept
     assert (report.rows, report.rejected_records) == (2, 2)
-    assert report.rejects_by_rule == {("enum", "type"): 1, ("duplicate_sourcedId", "sourcedId"): 1}
+    assert report.rejects_by_rule == {("enum", "status"): 1, ("duplicate_sourcedId", "sourcedId"): 1}
     rejects = rejects_of(report)
     assert pq.read_schema(report.rejects_path) == REJECTS
     assert [(r["sourcedId"], r["rule"], r["field"]) for r in rejects] == [
-        ("o2", "enum", "type"),
+        ("o2", "enum", "status"),
         ("o1", "duplicate_sourcedId", "sourcedId"),
     ]
+
+
+def test_enum_values_are_respelled_or_kept_as_sent_and_counted_as_warnings(data_dir):
+    pages = [
+        [org("o1", type="School"), org("o2", type=" district", status="Active"), org("o3", type="campus")],
+        [org("o4", status="inactive"), org("o5", type="School", status="archived"), org("o6")],
+    ]
+    report = write_snapshot(ENTITIES["orgs"], pages, data_dir, NIGHT)
+
+    table = pq.read_table(report.path)
+    assert table.select(["sourcedId", "type", "status"]).to_pylist() == [
+        {"sourcedId": "o1", "type": "school", "status": "active"},
+        {"sourcedId": "o2", "type": "district", "status": "active"},
+        {"sourcedId": "o3", "type": "campus", "status": "active"},  # unknown: kept as sent
+        {"sourcedId": "o4", "type": "school", "status": "inactive"},  # 1.0's status: the transform deletes it
+        {"sourcedId": "o6", "type": "school", "status": "active"},
+    ]
+    assert report.rejects_by_rule == {("enum", "status"): 1}
+    # o5 is rejected (its status is unknown), so its respelled type is no warning of a kept record.
+    assert report.warnings_by_rule == {
+        ("enum_normalised", "type"): 2, ("enum_normalised", "status"): 1,
+        ("enum_unknown", "type"): 1, ("enum_unknown", "status"): 1,
+    }
 
 
 def test_every_later_copy_of_a_sourced_id_names_where_the_kept_one_is(data_dir):
@@ -74,7 +97,7 @@ def test_every_later_copy_of_a_sourced_id_names_where_the_kept_one_is(data_dir):
 def test_decoded_pages_give_the_same_snapshot_and_rejects_as_pages_of_records(data_dir, tmp_path):
     from pipeline.datadir import DataDir
 
-    pages = [[org("o1"), org("o2", type="School")], [org("o1", name="again"), org("o3")], [org("o4", status="inactive")]]
+    pages = [[org("o1"), org("o2", type="School")], [org("o1", name="again"), org("o3", status="archived")], [org("o4", status="inactive")]]
     bodies = [json.dumps({"orgs": page}).encode() for page in pages]
     decoded = [PageConverter(ENTITIES["orgs"]).decode(body) for body in bodies]
     assert all(page is not None for page in decoded)
@@ -87,7 +110,8 @@ def test_decoded_pages_give_the_same_snapshot_and_rejects_as_pages_of_records(da
     for report in (as_decoded, only_decoded):
         assert pq.read_table(report.path).equals(pq.read_table(as_records.path))
         assert rejects_of(report) == rejects_of(as_records)  # the records as received, parsed for the rejects
-        assert (report.rows, report.rejected_records) == (as_records.rows, as_records.rejected_records) == (2, 3)
+        assert (report.rows, report.rejected_records) == (as_records.rows, as_records.rejected_records) == (3, 2)
+        assert report.warnings_by_rule == as_records.warnings_by_rule == {("enum_normalised", "type"): 1, ("enum_unknown", "status"): 1}
 
 
 def test_references_resolve_against_the_same_snapshot_and_rejects_hold_no_personal_data(data_dir):
@@ -191,9 +215,9 @@ def test_a_record_rejected_tonight_is_kept_at_last_nights_version_and_so_is_all_
         "orgs": [org("o1")],
         "academicSessions": [session("t1")],
         "courses": [course("k1", courseCode=""), course("k2")],  # k1 breaks a rule tonight
-        "classes": [a_class("c1", "k1"), a_class("c2", "k2", classType="Scheduled")],  # c1 is fine, c2 is not
-        "users": [user("u1", "o1", givenName="Zoe", enabledUser="maybe"), user("u2", "o1"), user("u3", "o1", role="pupil")],
-        "enrollments": [enrollment("e1", "u1", "c1"), enrollment("e2", "u2", "c2", role="Student")],
+        "classes": [a_class("c1", "k1"), a_class("c2", "k2", status="archived")],  # c1 is fine, c2 is not
+        "users": [user("u1", "o1", givenName="Zoe", enabledUser="maybe"), user("u2", "o1"), user("u3", "o1", status="pending")],
+        "enrollments": [enrollment("e1", "u1", "c1"), enrollment("e2", "u2", "c2", role="")],
     })
 
     # Every record the SIS still sends is in tonight's files: the rejected ones at last night's version.
@@ -203,7 +227,7 @@ def test_a_record_rejected_tonight_is_kept_at_last_nights_version_and_so_is_all_
     users = pq.read_table(tonight["users"].path).to_pylist()
     assert [(u["sourcedId"], u["givenName"], u["enabledUser"]) for u in users] == [("u2", "Zoë", True), ("u1", "Zoë", True)]
     assert ids(tonight["enrollments"]) == ["e1", "e2"]  # e1's user u1, e2's class c2: both carried forward
-    # u3 is new tonight: nothing to carry, it stays out.
+    # u3 is new tonight, with a status nobody knows: nothing to carry, it stays out.
     assert "u3" not in ids(tonight["users"])
 
     for name, carried in {"courses": 1, "classes": 1, "users": 1, "enrollments": 1}.items():
@@ -213,7 +237,7 @@ def test_a_record_rejected_tonight_is_kept_at_last_nights_version_and_so_is_all_
     assert tonight["users"].rejected_records == 2
     # The rejects still name each record and its rule.
     assert {(r["sourcedId"], r["rule"], r["field"]) for r in rejects_of(tonight["users"])} == {
-        ("u1", checks.BOOLEAN_FORMAT, "enabledUser"), ("u3", checks.ENUM, "role"),
+        ("u1", checks.BOOLEAN_FORMAT, "enabledUser"), ("u3", checks.ENUM, "status"),
     }
     assert [(r["sourcedId"], r["rule"]) for r in rejects_of(tonight["classes"])] == [("c2", checks.ENUM)]
     for report in tonight.values():
@@ -248,7 +272,7 @@ def test_a_carried_forward_record_must_still_resolve_its_references_tonight(data
 
 def test_a_rejected_duplicate_is_not_carried_forward_over_its_kept_first_copy(data_dir):
     night(data_dir, LAST_NIGHT, {"orgs": [org("o1", name="Old name"), org("o2")]})
-    report = write_snapshot(ENTITIES["orgs"], [[org("o1"), org("o1", name="again"), org("o2", type="School")]], data_dir, NIGHT)
+    report = write_snapshot(ENTITIES["orgs"], [[org("o1"), org("o1", name="again"), org("o2", status="archived")]], data_dir, NIGHT)
     table = pq.read_table(report.path)
     assert table.column("sourcedId").to_pylist() == ["o1", "o2"]
     assert table.column("name").to_pylist() == ["School o1", "School o2"]  # o1 tonight's first copy, o2 last night's
@@ -260,7 +284,7 @@ def test_carrying_forward_reads_the_newest_earlier_snapshot_that_has_the_entity(
     night(data_dir, "2026-11-24", {"orgs": [org("o1", name="Newest")]})
     data_dir.snapshot_dir(LAST_NIGHT).mkdir(parents=True)  # a night whose extract never got to orgs
     night(data_dir, "2026-11-27", {"orgs": [org("o1", name="Tomorrow")]})  # not earlier: never used
-    report = write_snapshot(ENTITIES["orgs"], [[org("o1", status="inactive")]], data_dir, NIGHT)
+    report = write_snapshot(ENTITIES["orgs"], [[org("o1", status="archived")]], data_dir, NIGHT)
     assert pq.read_table(report.path).column("name").to_pylist() == ["Newest"]
     assert report.carried_forward_from == "2026-11-24"
 
@@ -280,7 +304,7 @@ def test_carried_rows_are_copied_from_the_row_groups_that_hold_them_in_last_nigh
     assert pq.ParquetFile(data_dir.entity_path(LAST_NIGHT, "orgs")).metadata.num_row_groups == 5
     tonight_orgs = [org(f"o{i:04d}") for i in range(450)]
     for i in (320, 5, 449):
-        tonight_orgs[i] = org(f"o{i:04d}", type="School")
+        tonight_orgs[i] = org(f"o{i:04d}", status="archived")
     report = write_snapshot(ENTITIES["orgs"], [tonight_orgs[i : i + 30] for i in range(0, 450, 30)], data_dir, NIGHT)
     table = pq.read_table(report.path)
     assert table.column("sourcedId").to_pylist() == [o["sourcedId"] for i, o in enumerate(tonight_orgs) if i not in (5, 320, 449)] + [

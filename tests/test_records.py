@@ -47,9 +47,13 @@ def a_user(sourced_id="usr-1", **fields):
     return record | fields
 
 
+def check(entity, records) -> checks.RecordCheck:
+    return checks.check_records(entity, *PageConverter(ENTITIES[entity]).convert(records))
+
+
 def convert(entity, records):
-    table, problems = PageConverter(ENTITIES[entity]).convert(records)
-    return table, checks.record_problems(entity, table, problems)
+    checked = check(entity, records)
+    return checked.table, checked.problems
 
 
 def test_guidrefs_lists_dates_and_metadata_are_flattened_to_the_schema():
@@ -108,8 +112,8 @@ def test_malformed_dates_are_a_date_format_problem_not_also_a_missing_field(bad)
 def test_required_fields_enums_and_wrong_types_name_the_record_rule_and_field():
     records = [
         a_class(),
-        a_class("cls-2", classType="Scheduled"),
-        a_class("cls-3", status="inactive"),
+        a_class("cls-2", status=" "),
+        a_class("cls-3", status="archived"),
         {k: v for k, v in a_class("cls-4").items() if k != "course"},
         a_class("cls-5", terms=[]),
         a_class("cls-6", title=["not", "text"]),
@@ -118,16 +122,68 @@ def test_required_fields_enums_and_wrong_types_name_the_record_rule_and_field():
     _, problems = convert("classes", records)
     found = sorted((p.row, p.rule, p.field) for p in problems)
     assert found == [
-        (1, checks.ENUM, "classType"),
+        (1, checks.REQUIRED, "status"),  # blanks only: a missing value
         (2, checks.ENUM, "status"),
         (3, checks.REQUIRED, "course"),
         (4, checks.REQUIRED, "terms"),
         (5, checks.WRONG_TYPE, "title"),
         (6, checks.WRONG_TYPE, "school"),
     ]
-    messages = {p.field: p.message for p in problems}
-    assert messages["classType"] == "classType 'Scheduled' is not one of homeroom|scheduled"
-    assert messages["status"] == "status 'inactive' is not one of active|tobedeleted"
+    messages = {(p.row, p.field): p.message for p in problems}
+    assert messages[(2, "status")] == "status 'archived' is not one of active|tobedeleted (or inactive)"
+
+
+def test_enum_values_differing_from_the_spec_only_by_case_or_blanks_are_respelled_and_counted():
+    classes = check("classes", [
+        a_class("c-1"),
+        a_class("c-2", classType="Scheduled", status="Active"),
+        a_class("c-3", classType=" HOMEROOM ", status="TOBEDELETED\t"),
+        a_class("c-4", classType="Scheduled", title=""),  # rejected: not counted as a warning
+    ])
+    assert [(p.row, p.rule, p.field) for p in classes.problems] == [(3, checks.REQUIRED, "title")]
+    assert classes.table.column("classType").to_pylist() == ["scheduled", "scheduled", "homeroom", "scheduled"]
+    assert classes.table.column("status").to_pylist() == ["active", "active", "tobedeleted", "active"]
+    assert sorted(classes.warnings) == [(checks.ENUM_NORMALISED, "classType", 2), (checks.ENUM_NORMALISED, "status", 2)]
+
+    sessions = check("academicSessions", [
+        base(f"t-{i}", title="T", type=kind, startDate="2024-08-20", endDate="2024-12-20", schoolYear="2025")
+        for i, kind in enumerate(["gradingperiod", "SchoolYear ", "term"])
+    ])
+    assert sessions.problems == []
+    assert sessions.table.column("type").to_pylist() == ["gradingPeriod", "schoolYear", "term"]
+    users = check("users", [a_user("u-1", role="Student"), a_user("u-2", role=" teacher"), a_user("u-3", role="GUARDIAN")])
+    assert users.problems == []
+    assert users.table.column("role").to_pylist() == ["student", "teacher", "guardian"]
+    assert users.warnings == [(checks.ENUM_NORMALISED, "role", 3)]
+
+
+def test_enum_values_outside_the_vocabulary_are_kept_as_sent_with_a_warning():
+    classes = check("classes", [a_class("c-1", classType="virtual"), a_class("c-2"), a_class("c-3", classType="Virtual ")])
+    assert classes.problems == []
+    assert classes.table.column("classType").to_pylist() == ["virtual", "scheduled", "Virtual "]
+    assert classes.warnings == [(checks.ENUM_UNKNOWN, "classType", 2)]
+    users = check("users", [a_user("u-1", role="superuser"), a_user("u-2")])
+    assert (users.problems, users.warnings) == ([], [(checks.ENUM_UNKNOWN, "role", 1)])
+    orgs = check("orgs", [base("o-1", name="A", type="campus")])
+    assert (orgs.problems, orgs.warnings) == ([], [(checks.ENUM_UNKNOWN, "type", 1)])
+    demographics = check("demographics", [base("u-1", sex="X"), base("u-2", sex="Female")])
+    assert demographics.problems == []
+    assert demographics.table.column("sex").to_pylist() == ["X", "female"]
+    assert sorted(demographics.warnings) == [(checks.ENUM_NORMALISED, "sex", 1), (checks.ENUM_UNKNOWN, "sex", 1)]
+
+
+def test_oneroster_1_0_inactive_status_is_kept_and_any_other_unknown_status_rejected():
+    """`inactive` means no longer in use: the transform deletes it like `tobedeleted`. A status nobody
+    knows could mean either, so its record is rejected (and carried forward if last night had it)."""
+    checked = check("courses", [
+        base("k-1", title="A", courseCode="A", status="inactive"),
+        base("k-2", title="B", courseCode="B", status=" Inactive"),
+        base("k-3", title="C", courseCode="C", status="pending"),
+        base("k-4", title="D", courseCode="D"),
+    ])
+    assert [(p.row, p.rule, p.field) for p in checked.problems] == [(2, checks.ENUM, "status")]
+    assert checked.table.column("status").to_pylist() == ["inactive", "inactive", "pending", "active"]
+    assert sorted(checked.warnings) == [(checks.ENUM_NORMALISED, "status", 1), (checks.ENUM_UNKNOWN, "status", 2)]
 
 
 def test_enrollment_roles_are_the_user_roles_of_the_oneroster_openapi():
@@ -138,12 +194,12 @@ def test_enrollment_roles_are_the_user_roles_of_the_oneroster_openapi():
         base(f"e-{role}", user=ref("user", "u"), **{"class": ref("class", "c")}, school=ref("org", "o"), role=role)
         for role in roles
     ]
-    table, problems = convert("enrollments", enrollments)
-    assert [(table.column("role")[p.row].as_py(), p.rule, p.field) for p in problems] == [
-        ("Student", checks.ENUM, "role"), ("ta", checks.ENUM, "role"),
-    ]
-    _, problems = convert("users", [a_user(role=role) for role in roles[:8]])
-    assert problems == []
+    checked = check("enrollments", enrollments)
+    assert checked.problems == []
+    assert checked.table.column("role").to_pylist() == [*roles[:8], "student", "ta"]
+    assert sorted(checked.warnings) == [(checks.ENUM_NORMALISED, "role", 1), (checks.ENUM_UNKNOWN, "role", 1)]
+    checked = check("users", [a_user(role=role) for role in roles[:8]])
+    assert (checked.problems, checked.warnings) == ([], [])
 
 
 @pytest.mark.parametrize("username", [None, ""])
@@ -152,12 +208,12 @@ def test_a_user_without_a_username_is_kept_and_counted_as_a_warning(username):
     without a username must reach the transform, not be rejected (and then deleted in Canvas)."""
     records = [a_user("u-1"), a_user("u-2", role="guardian", username=username), a_user("u-3", role="teacher")]
     del records[2]["username"]
-    table, problems = convert("users", records)
-    assert problems == []
-    assert table.column("sourcedId").to_pylist() == ["u-1", "u-2", "u-3"]
-    assert checks.record_warnings("users", table) == [(checks.REQUIRED, "username", 2)]
-    assert checks.record_warnings("users", convert("users", [a_user()])[0]) == []
-    assert checks.record_warnings("classes", convert("classes", [a_class()])[0]) == []
+    checked = check("users", records)
+    assert checked.problems == []
+    assert checked.table.column("sourcedId").to_pylist() == ["u-1", "u-2", "u-3"]
+    assert checked.warnings == [(checks.REQUIRED, "username", 2)]
+    assert check("users", [a_user()]).warnings == []
+    assert check("classes", [a_class()]).warnings == []
 
 
 def test_a_record_that_is_not_an_object_is_rejected_alone():

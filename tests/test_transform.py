@@ -295,6 +295,35 @@ def test_observers_add_guardians_and_links_from_either_side(data_dir):
     assert violations(data_dir) == []
 
 
+def test_oneroster_1_0_inactive_status_is_deleted_like_tobedeleted_in_any_case(data_dir):
+    """The extract keeps `inactive` (OneRoster 1.0, still sent by some providers): the record is no
+    longer in use, so Canvas gets it as deleted, never as active."""
+    snapshot = small_district()
+    snapshot["orgs"].append(org("sch-3", "Closed School", "school", "dist-1", status="inactive"))
+    for entity, sourced_id, status in [
+        ("academicSessions", "spring-2027", "inactive"), ("classes", "cls-alg-2", "Inactive"),
+        ("users", "u-s2", " INACTIVE"), ("enrollments", "e9", "inactive"),
+    ]:
+        next(r for r in snapshot[entity] if r["sourcedId"] == sourced_id)["status"] = status
+    out = build(data_dir, snapshot=snapshot)
+    assert ("sch-3", "deleted") in rows(out, "district/accounts", "account_id", "status")
+    assert dict(rows(out, "district/terms", "term_id", "status")) == {
+        "fall-2026": "active", "spring-2027": "deleted", "sy-2026": "active"}
+    assert dict(rows(out, "district/users", "user_id", "status"))["u-s2"] == "deleted"
+    assert dict(rows(out, "fall-2026/courses", "course_id", "status"))["cls-alg-2"] == "deleted"
+    assert dict(rows(out, "fall-2026/sections", "section_id", "status"))["cls-alg-2"] == "deleted"
+    assert rows(out, "fall-2026/enrollments", "section_id", "user_id", "status") == [
+        ("cls-alg-1", "u-aide", "active"),
+        ("cls-alg-1", "u-s1", "active"),
+        ("cls-alg-1", "u-s2", "deleted"),  # the user is
+        ("cls-alg-1", "u-t1", "active"),
+        ("cls-alg-2", "u-aide", "deleted"),  # the class is
+        ("cls-alg-2", "u-s2", "deleted"),
+        ("cls-q1", "u-s1", "deleted"),  # the enrollment is
+    ]
+    assert violations(data_dir) == []
+
+
 def test_drop_status_is_exposed_for_the_upload():
     assert MappingSettings().enrollment_drop_status == "inactive"
     assert MappingSettings(enrollment_drop_status="deleted_last_completed").enrollment_drop_status == "deleted_last_completed"

@@ -14,7 +14,8 @@ CREATE MACRO rb_text(s) AS
     CASE WHEN s = '' THEN NULL
          WHEN ord(s[1]) > 32 AND ord(s[-1]) > 32 THEN s
          ELSE nullif(trim(s, rb_whitespace()), '') END;
-CREATE MACRO rb_deleted(status) AS coalesce(lower(trim(status)) = 'tobedeleted', false);
+-- OneRoster 1.0's `inactive` (still sent by some providers) means no longer in use, as 1.1's `tobedeleted`.
+CREATE MACRO rb_deleted(status) AS coalesce(lower(trim(status)) IN ('tobedeleted', 'inactive'), false);
 -- A term runs from the first second of its first day to the last second of its last day, in the
 -- district's time zone (the session's TimeZone, MAPPING_TIME_ZONE), written with its UTC offset
 -- because Canvas reads a timestamp without one as UTC.

@@ -3,7 +3,8 @@
 Two kinds of rules, so that memory stays bounded for millions of enrollments:
 
 * per-record rules (required fields, enum values, and the type/format problems found while
-  normalising) are evaluated on each page as it streams in (`record_problems`);
+  normalising) are evaluated on each page as it streams in (`check_records`), which also respells enum
+  values that differ from the spec only by case or surrounding blanks;
 * snapshot rules (duplicate sourcedIds, references to records that do not exist in the same snapshot)
   need the whole entity, so they run afterwards as anti-joins in one in-memory DuckDB over the written
   Parquet (`snapshot_problems`).
@@ -28,6 +29,10 @@ import pyarrow.compute as pc
 # Rule names, as they appear in the rejects file's `rule` column.
 REQUIRED = "required"
 ENUM = "enum"
+# Warnings only (records kept): an enum value respelled as the spec spells it, and one outside the
+# spec's vocabulary kept as sent.
+ENUM_NORMALISED = "enum_normalised"
+ENUM_UNKNOWN = "enum_unknown"
 DATE_FORMAT = "date_format"
 BOOLEAN_FORMAT = "boolean_format"
 WRONG_TYPE = "wrong_type"
@@ -50,26 +55,48 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 # Columns OneRoster 1.1 requires but the pipeline does not: a record missing one is kept, and counted
-# as a warning (`record_warnings`). A user's login may come from email or identifier
+# as a warning (`check_records`). A user's login may come from email or identifier
 # (MAPPING_LOGIN_ID_FROM), and the transform leaves out, and counts, users without a usable login_id;
 # rejecting a guardian or a staff member without a username here would instead make Canvas's diffing
 # delete them.
 WARNED_COLUMNS: dict[str, tuple[str, ...]] = {"users": ("username",)}
 
-# Closed vocabularies, compared case-sensitively as the spec spells them ("Scheduled" is not valid;
-# neither is the OneRoster 1.0 status "inactive").
-_STATUS = {"status": STATUSES}
-ENUM_VALUES: dict[str, dict[str, tuple[str, ...]]] = {
-    "orgs": {**_STATUS, "type": ("department", "school", "district", "local", "state", "national")},
-    "academicSessions": {**_STATUS, "type": ("gradingPeriod", "semester", "schoolYear", "term")},
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """An enum field's values. `spec` as OneRoster 1.1 spells them; `legacy`, values outside 1.1 that
+    providers still send and the pipeline understands (kept, counted as ENUM_UNKNOWN). A value equal to
+    one of either but for case and surrounding blanks is respelled (ENUM_NORMALISED). Any other value is
+    kept as sent and counted (ENUM_UNKNOWN), unless `unknown_rejects`: then the record is rejected
+    (ENUM), because no downstream reading of it is safe."""
+
+    spec: tuple[str, ...]
+    legacy: tuple[str, ...] = ()
+    unknown_rejects: bool = False
+
+
+# Status decides whether a record exists in Canvas at all. OneRoster 1.0's `inactive` (the Microsoft
+# sample still sends it) means the record is no longer in use: the transform deletes it, as it does
+# `tobedeleted` (rb_deleted). Any other status cannot be read either way: kept as active, a removed
+# student would stay enrolled; kept as deleted, a vendor's "pending" would delete a school. So such a
+# record is rejected: last night's version is carried forward (Canvas keeps what it has), a new
+# record waits until the SIS sends a status we know, and record_rules flags it.
+_STATUS = {"status": Vocabulary(STATUSES, legacy=("inactive",), unknown_rejects=True)}
+# The other enums only pick how a record is mapped, and an unknown value has a safe mapping: an org of
+# any type is an account; a session whose type is not in MAPPING_TERM_TYPES stands for the term it
+# rolls up to; classType and sex are not mapped; a role MAPPING_ROLES does not map is skipped and
+# counted by the transform (enrollments), and a user account alone grants nothing.
+ENUM_VALUES: dict[str, dict[str, Vocabulary]] = {
+    "orgs": {**_STATUS, "type": Vocabulary(("department", "school", "district", "local", "state", "national"))},
+    "academicSessions": {**_STATUS, "type": Vocabulary(("gradingPeriod", "semester", "schoolYear", "term"))},
     "courses": _STATUS,
-    "classes": {**_STATUS, "classType": ("homeroom", "scheduled")},
-    "users": {**_STATUS, "role": USER_ROLES},
+    "classes": {**_STATUS, "classType": Vocabulary(("homeroom", "scheduled"))},
+    "users": {**_STATUS, "role": Vocabulary(USER_ROLES)},
     # The spec's text lists administrator, proctor, student and teacher, but the IMS OpenAPI of 1.1 gives
     # enrollments the user roles, and providers send them (a 1.2-style `aide`, which the transform maps
-    # as MAPPING_ROLES says; roles it does not map are skipped and counted there, not rejected here).
-    "enrollments": {**_STATUS, "role": USER_ROLES},
-    "demographics": {**_STATUS, "sex": ("male", "female")},
+    # as MAPPING_ROLES says).
+    "enrollments": {**_STATUS, "role": Vocabulary(USER_ROLES)},
+    "demographics": {**_STATUS, "sex": Vocabulary(("male", "female"))},
 }
 
 # References that must resolve to a record of another entity in the same snapshot:
@@ -137,38 +164,73 @@ class Problem:
     message: str
 
 
-def record_problems(entity: str, table: pa.Table, known: Sequence[Problem] = ()) -> list[Problem]:
-    """Required-field and enum problems of a normalised page, plus the `known` normalisation ones.
+@dataclass(frozen=True)
+class RecordCheck:
+    table: pa.Table  # the page, enum values respelled as the spec spells them
+    problems: list[Problem]  # the rules its records break: they are rejected
+    warnings: list[tuple[str, str, int]]  # (rule, field, records) of rules broken by records kept all the same
+
+
+def check_records(entity: str, table: pa.Table, known: Sequence[Problem] = ()) -> RecordCheck:
+    """Required-field and enum rules of a normalised page, plus the `known` normalisation problems.
 
     A field that already failed to normalise (e.g. a malformed date, now null) is not reported a
-    second time as missing.
+    second time as missing. Warnings count only records that are not rejected.
     """
     problems = list(known)
+    warned: list[tuple[str, str, pa.ChunkedArray | pa.Array]] = []
+    for column, vocabulary in ENUM_VALUES[entity].items():
+        table = _check_enum(entity, table, column, vocabulary, problems, warned)
     already = {(p.row, p.field) for p in problems}
     for column in REQUIRED_COLUMNS[entity]:
         field = field_name(entity, column)
         for row in _true_rows(_missing(table.column(column))):
             if (row, field) not in already:
                 problems.append(Problem(row, REQUIRED, field, f"{field} is required"))
-    for column, allowed in ENUM_VALUES[entity].items():
-        values = table.column(column)
-        # Blank is "missing", which the required rule reports where it matters.
-        invalid = pc.and_kleene(pc.is_valid(values), pc.invert(pc.is_in(values, pa.array(("", *allowed)))))
-        field = field_name(entity, column)
-        for row in _true_rows(invalid):
-            shown = "" if is_personal(entity, field) else f" {values[row].as_py()!r}"
-            problems.append(Problem(row, ENUM, field, f"{field}{shown} is not one of {'|'.join(allowed)}"))
-    return problems
+    # Required by OneRoster, not by the pipeline (WARNED_COLUMNS).
+    for column in WARNED_COLUMNS.get(entity, ()):
+        warned.append((REQUIRED, field_name(entity, column), _missing(table.column(column))))
+    rejected = pa.array(sorted({p.row for p in problems}), pa.int64())
+    warnings = []
+    for rule, field, mask in warned:
+        records = (pc.sum(mask).as_py() or 0) - (pc.sum(mask.take(rejected)).as_py() or 0)
+        if records:
+            warnings.append((rule, field, records))
+    return RecordCheck(table, problems, warnings)
 
 
-def record_warnings(entity: str, table: pa.Table) -> list[tuple[str, str, int]]:
-    """(rule, field, records) of the spec rules `table`'s records break but are kept for
-    (WARNED_COLUMNS): no rejects, only counts."""
-    counts = [
-        (REQUIRED, field_name(entity, column), pc.sum(_missing(table.column(column))).as_py() or 0)
-        for column in WARNED_COLUMNS.get(entity, ())
-    ]
-    return [count for count in counts if count[2]]
+def _check_enum(
+    entity: str, table: pa.Table, column: str, vocabulary: Vocabulary, problems: list[Problem], warned: list
+) -> pa.Table:
+    """`table` with `column`'s values respelled; adds the rejects to `problems` and the warnings'
+    row masks to `warned`. A page whose values are all spelled as the spec has them costs one `is_in`."""
+    values = table.column(column)
+    # Blank is "missing", which the required rule reports where it matters.
+    outside = pc.and_kleene(pc.is_valid(values), pc.invert(pc.is_in(values, pa.array(("", *vocabulary.spec)))))
+    if not pc.any(outside).as_py():
+        return table
+    field = field_name(entity, column)
+    known = ("", *vocabulary.spec, *vocabulary.legacy)
+    # Each value's position among the known ones, ignoring case and surrounding blanks (a value of
+    # blanks only is blank, i.e. missing).
+    position = pc.index_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), pa.array([k.lower() for k in known]))
+    spelled = pc.take(pa.array(known), position)
+    respelled = pc.and_kleene(pc.is_valid(position), pc.not_equal(spelled, values))
+    if pc.any(respelled).as_py():
+        values = pc.if_else(respelled, spelled, values)
+        table = table.set_column(table.schema.get_field_index(column), column, values)
+        warned.append((ENUM_NORMALISED, field, respelled))
+    if vocabulary.legacy:
+        warned.append((ENUM_UNKNOWN, field, pc.is_in(values, pa.array(vocabulary.legacy))))
+    unknown = pc.and_kleene(pc.is_valid(values), pc.is_null(position))
+    if not vocabulary.unknown_rejects:
+        warned.append((ENUM_UNKNOWN, field, unknown))
+        return table
+    allowed = "|".join(vocabulary.spec) + "".join(f" (or {v})" for v in vocabulary.legacy)
+    for row in _true_rows(unknown):
+        shown = "" if is_personal(entity, field) else f" {values[row].as_py()!r}"
+        problems.append(Problem(row, ENUM, field, f"{field}{shown} is not one of {allowed}"))
+    return table
 
 
 def _missing(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
