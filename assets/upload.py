@@ -1,14 +1,16 @@
 """Upload to Canvas: one SIS import for the district-wide data set, then one per term.
 
 Each import asset first runs the mass-delete guard (before any HTTP write), skips the upload when the
-data set's files are byte-identical to its last successful import, otherwise uploads a zip with the
-data set's own diffing identifier, polls until Canvas finishes, and records the outcome. The dry-run
-assets compute the same comparison without uploading.
+data set's files are byte-identical to its baseline (the import Canvas diffs against), otherwise uploads
+a zip with the data set's own diffing identifier, polls until Canvas finishes, and records the outcome.
+Then the files Canvas cannot diff correctly (user_observers) go in an undiffed import of their own, with
+explicit deleted rows. The dry-run assets compute the same comparison without uploading.
 """
 
 # No `from __future__ import annotations` here: Dagster resolves the run-config class from the asset
 # function's annotations at definition time.
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -170,15 +172,14 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
     yield verdict
     if not verdict.passed and not approved:
         raise dg.Failure(description=verdict.description, metadata=_diff_metadata(diff))
-    approved_mass_delete = not verdict.passed
 
     identifier = data_set.diffing_identifier(policy.diffing_prefix)
     remaster = config.remaster or data_set.name in _tag_names(context, REMASTER_TAG)
-    base_metadata: dict[str, Any] = {
+    metadata: dict[str, Any] = {
         "data_set": data_set.name,
         "diffing_data_set_identifier": identifier,
         "remaster": remaster,
-        "mass_delete_approved": approved_mass_delete,
+        "mass_delete_approved": not verdict.passed,
         "dagster/row_count": sum(f.rows for f in diff.files),
         **_diff_metadata(diff),
     }
@@ -186,32 +187,64 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
     if not remaster and data_set.unchanged_since_last_import(fingerprints):
         reason = f"files are byte-identical to successful import {last['import_id']}: nothing uploaded"
         context.log.info(f"{data_set.label}: {reason}")
-        yield dg.MaterializeResult(metadata={**base_metadata, "uploaded": False, "skip_reason": reason,
-                                             "canvas/import_id": int(last["import_id"])})
-        return
+        metadata.update({"uploaded": False, "skip_reason": reason, "canvas/import_id": int(last["import_id"])})
+    else:
+        params = {
+            "diffing_data_set_identifier": identifier,
+            "diffing_drop_status": mapping.enrollment_drop_status,
+            # An approved mass delete would exceed Canvas's own change_threshold too, and Canvas would then
+            # skip the diff and drop nothing: the approval lifts it for this one import (also the way to
+            # apply the drops Canvas skipped after an exceedance).
+            "change_threshold": None if approved else policy.change_threshold,
+            "diffing_remaster_data_set": remaster or None,
+        }
+        sis_import, import_metadata = _import(context, canvas, data_set, data_set.build_zip(), params,
+                                              data_set.zip_path, data_set.result_path, metadata)
+        metadata.update(import_metadata)
+        if not data_set.record_successful_import(sis_import, fingerprints):
+            context.log.warning(_threshold_exceeded_advice(data_set, sis_import, policy, last))
+    if not data_set.undiffed_unchanged(fingerprints):
+        rows = sum(f.rows for f in diff.files if f.file in data_set.undiffed_files)
+        metadata.update(_undiffed_import(context, canvas, data_set, fingerprints, rows, metadata))
+    yield dg.MaterializeResult(metadata={**metadata, **_baseline_metadata(data_set)})
 
-    zip_bytes = data_set.build_zip()
-    params = {
-        "diffing_data_set_identifier": identifier,
-        "diffing_drop_status": mapping.enrollment_drop_status,
-        # An approved mass delete would exceed Canvas's own change_threshold too, and Canvas would then
-        # skip the diff and drop nothing: the approval lifts it for this one import (also the way to apply
-        # the drops Canvas skipped after an exceedance).
-        "change_threshold": None if approved else policy.change_threshold,
-        "diffing_remaster_data_set": remaster or None,
-    }
+
+def _undiffed_import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: DataSet,
+                     fingerprints: dict[str, str], rows: int, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The UNDIFFED_FILES (user_observers) in their own import, after the diffed one succeeded (its users
+    exist then): sent without a diffing identifier, so every row applies as sent, with explicit deleted
+    rows for the records their last import held that are gone now."""
+    zip_bytes, deletes = data_set.build_undiffed_zip()
+    if rows + deletes == 0:  # header only, and nothing to delete: no import needed
+        data_set.record_undiffed_import({}, fingerprints)
+        return {"undiffed/uploaded": False}
+    context.log.info(f"{data_set.label}: {', '.join(data_set.undiffed_files)} changed: uploading them undiffed "
+                     f"({deletes} records gone since their last import sent as deleted)")
+    sis_import, import_metadata = _import(context, canvas, data_set, zip_bytes, {}, data_set.undiffed_zip_path,
+                                          data_set.undiffed_result_path, metadata)
+    data_set.record_undiffed_import(sis_import, fingerprints)
+    return {f"undiffed/{key.removeprefix('canvas/')}": value for key, value in import_metadata.items()
+            if key.startswith(("canvas/", "counts/", "statistics/"))} | {"undiffed/uploaded": True,
+                                                                         "undiffed/deleted_rows": deletes}
+
+
+def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: DataSet, zip_bytes: bytes,
+            params: dict[str, Any], zip_path: Path, result_path: Path, metadata: dict[str, Any]
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One SIS import: upload, poll, read its messages, keep them raw in `result_path`, log them masked;
+    fails the asset (with `metadata`) when Canvas ends it failed. Returns the SisImport and its metadata."""
     with canvas.open() as session:
         sis_import = _run_import(context, session, data_set, zip_bytes, params)
         row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
         stats = {"canvas/requests": session.stats.requests, "canvas/retries": session.stats.retries}
     raw_messages = import_messages(sis_import, row_errors)
-    data_set.write_result({"sis_import": sis_import, "messages": raw_messages})
+    data_set.write_result(result_path, {"sis_import": sis_import, "messages": raw_messages})
     # Canvas's messages quote logins and e-mails: only the result file in the data dir keeps them raw.
     messages = [{**m, "message": mask_message(m["message"])} for m in raw_messages]
-    metadata = {**base_metadata, **_import_metadata(sis_import, messages), **stats, "uploaded": True,
-                "zip_path": dg.MetadataValue.path(str(data_set.zip_path)),
-                "result_path": dg.MetadataValue.path(str(data_set.result_path))}
-    _log_messages(context, data_set, messages)
+    import_metadata = {**_import_metadata(sis_import, messages), **stats, "uploaded": True,
+                       "zip_path": dg.MetadataValue.path(str(zip_path)),
+                       "result_path": dg.MetadataValue.path(str(result_path))}
+    _log_messages(context, data_set, messages, result_path)
 
     state = sis_import.get("workflow_state")
     if state in FAILURE_STATES:
@@ -220,11 +253,9 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         raise dg.Failure(
             description=f"Canvas SIS import {sis_import['id']} of the {data_set.label} data set ended {state}: "
             f"{detail or 'Canvas gave no message'}",
-            metadata=metadata,
+            metadata={**metadata, **import_metadata},
         )
-    if not data_set.record_successful_import(sis_import, fingerprints):
-        context.log.warning(_threshold_exceeded_advice(data_set, sis_import, policy, last))
-    yield dg.MaterializeResult(metadata={**metadata, **_baseline_metadata(data_set)})
+    return sis_import, import_metadata
 
 
 def _baseline_metadata(data_set: DataSet) -> dict[str, int]:
@@ -250,7 +281,8 @@ def _threshold_exceeded_advice(data_set: DataSet, sis_import: dict[str, Any], po
     )
 
 
-def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages: list[dict[str, Any]]) -> None:
+def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages: list[dict[str, Any]],
+                  result_path: Path) -> None:
     for m in messages[:MESSAGES_LOGGED]:
         log = context.log.error if m["severity"] == "error" else context.log.warning
         log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: {m['message']}")
@@ -258,14 +290,14 @@ def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages
     if rest:
         errors = sum(1 for m in rest if m["severity"] == "error")
         context.log.warning(f"{data_set.label}: {len(rest)} more Canvas messages ({errors} errors, "
-                            f"{len(rest) - errors} warnings) not logged one by one: all are in {data_set.result_path}")
+                            f"{len(rest) - errors} warnings) not logged one by one: all are in {result_path}")
 
 
 def _run_import(context: dg.AssetExecutionContext, session: CanvasSession, data_set: DataSet, zip_bytes: bytes,
                 params: dict[str, Any]) -> dict[str, Any]:
     created = session.create_sis_import(zip_bytes, **params)
     context.log.info(f"{data_set.label}: SIS import {created['id']} created ({len(zip_bytes)} bytes, "
-                     f"{params['diffing_data_set_identifier']})")
+                     f"{params.get('diffing_data_set_identifier') or 'not diffed'})")
 
     def on_poll(sis_import: dict[str, Any]) -> None:
         context.log.debug(f"SIS import {sis_import['id']}: {sis_import.get('workflow_state')} "
@@ -329,7 +361,7 @@ def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.Materia
         "data_set": data_set.name,
         "compared_with_import_id": (data_set.last_import() or {}).get("import_id") or 0,
         **_baseline_metadata(data_set),
-        "would_upload": not data_set.unchanged_since_last_import(),
+        "would_upload": not (data_set.unchanged_since_last_import() and data_set.undiffed_unchanged()),
         "guard_would_block": ", ".join(f.file for f in blocked) or "no",
         "dagster/row_count": sum(f.rows for f in diff.files),
         **_diff_metadata(diff),

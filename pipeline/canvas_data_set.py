@@ -12,6 +12,7 @@ the next upload is compared, and sent, the way Canvas will diff it.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import hashlib
 import io
@@ -33,8 +34,15 @@ from pipeline.datadir import DataDir, atomic_write_bytes, atomic_write_text, rem
 DISTRICT = "district"
 DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
 TERM_FILES = ("courses", "sections", "enrollments")
+# Files sent in an import of their own, without a diffing identifier, with the records of their last
+# import that are gone now as explicit `deleted` rows (value: the columns that identify a record).
+# Canvas diffs user_observers on observer_id alone (UserObserverImporter.identifying_fields), so in a
+# diffed import a guardian of several students keeps one link a night and removed links are never
+# deleted.
+UNDIFFED_FILES: dict[str, tuple[str, ...]] = {"user_observers": ("observer_id", "student_id")}
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
+LAST_IMPORTED_UNDIFFED = "last_imported_undiffed"  # the baseline of UNDIFFED_FILES
 IMPORT_RECORD = "import.json"
 # The last import Canvas applied without diffing (diffing_threshold_exceeded) since the baseline: history
 # only, never a baseline (Canvas keeps diffing against the last import it diffed or remastered).
@@ -69,8 +77,17 @@ class DataSet:
     def csv_path(self, file: str) -> Path:
         return (self.csv_directory or self.directory) / f"{file}.csv"
 
+    @property
+    def diffed_files(self) -> tuple[str, ...]:
+        return tuple(file for file in self.files if file not in UNDIFFED_FILES)
+
+    @property
+    def undiffed_files(self) -> tuple[str, ...]:
+        return tuple(file for file in self.files if file in UNDIFFED_FILES)
+
     def last_imported_path(self, file: str) -> Path:
-        return self.directory / LAST_IMPORTED / f"{file}.csv"
+        """The file as last imported: by the diffed import, or by the undiffed one for UNDIFFED_FILES."""
+        return self.directory / (LAST_IMPORTED_UNDIFFED if file in UNDIFFED_FILES else LAST_IMPORTED) / f"{file}.csv"
 
     def last_imported_dir(self) -> Path:
         """The folder of the files of the last successful import (it may not exist)."""
@@ -84,6 +101,14 @@ class DataSet:
     @property
     def result_path(self) -> Path:
         return self.directory / "sis_import_result.json"
+
+    @property
+    def undiffed_zip_path(self) -> Path:
+        return self.directory / "sis_import_undiffed.zip"
+
+    @property
+    def undiffed_result_path(self) -> Path:
+        return self.directory / "sis_import_undiffed_result.json"
 
     @property
     def passed_check_path(self) -> Path:
@@ -146,34 +171,46 @@ class DataSet:
 
     # --- upload --------------------------------------------------------------------------------
     def build_zip(self) -> bytes:
-        """The data set's CSVs as a zip (sorted, fixed timestamps, so equal input gives equal bytes): the
-        bytes to upload, also written to `zip_path` for inspection."""
+        """The data set's diffed CSVs as a zip (sorted, fixed timestamps, so equal input gives equal bytes):
+        the bytes to upload, also written to `zip_path` for inspection."""
         self.require_files()
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(self.files):
-                info = zipfile.ZipInfo(f"{file}.csv", date_time=ZIP_TIMESTAMP)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                with archive.open(info, "w") as target, self.csv_path(file).open("rb") as source:
-                    shutil.copyfileobj(source, target, length=1 << 20)
-        data = buffer.getvalue()
-        atomic_write_bytes(self.zip_path, data)
-        return data
+        return _write_zip(self.zip_path, {file: self.csv_path(file).read_bytes() for file in self.diffed_files})
+
+    def build_undiffed_zip(self) -> tuple[bytes, int]:
+        """The UNDIFFED_FILES as a zip (also written to `undiffed_zip_path`) and how many `deleted` rows it
+        carries: every current row, plus each record of the last undiffed import that is gone now."""
+        contents, deletes = {}, 0
+        for file in self.undiffed_files:
+            buffer = io.BytesIO(self.csv_path(file).read_bytes())
+            previous = self.last_imported_path(file)
+            if previous.is_file() and self.last_import(LAST_IMPORTED_UNDIFFED) is not None:
+                deletes += _append_deleted_rows(buffer, previous, self.csv_path(file), UNDIFFED_FILES[file])
+            contents[file] = buffer.getvalue()
+        return _write_zip(self.undiffed_zip_path, contents), deletes
 
     # --- last successful import ----------------------------------------------------------------
-    def last_import(self) -> dict[str, Any] | None:
-        """The record of the last successful import ({import_id, workflow_state, sha256, ...}), if any."""
-        self._restore_interrupted_swap()
-        record = self.directory / LAST_IMPORTED / IMPORT_RECORD
+    def last_import(self, baseline: str = LAST_IMPORTED) -> dict[str, Any] | None:
+        """The record of the last successful import ({import_id, workflow_state, sha256, ...}), if any; with
+        `baseline=LAST_IMPORTED_UNDIFFED`, of the last undiffed one."""
+        self._restore_interrupted_swap(baseline)
+        record = self.directory / baseline / IMPORT_RECORD
         if not record.is_file():
             return None
         return json.loads(record.read_text(encoding="utf-8"))
 
     def unchanged_since_last_import(self, fingerprints: dict[str, str] | None = None) -> bool:
-        """True when every CSV (`fingerprints`, if already computed) is byte-identical to the one of the
-        last successful import."""
-        last = self.last_import()
-        return last is not None and last.get("sha256") == (fingerprints or self.fingerprints())
+        """True when every diffed CSV (`fingerprints`, if already computed) is byte-identical to the one of
+        the baseline."""
+        return self._unchanged(LAST_IMPORTED, self.diffed_files, fingerprints)
+
+    def undiffed_unchanged(self, fingerprints: dict[str, str] | None = None) -> bool:
+        """True when there are no UNDIFFED_FILES or each is byte-identical to its last undiffed import."""
+        return not self.undiffed_files or self._unchanged(LAST_IMPORTED_UNDIFFED, self.undiffed_files, fingerprints)
+
+    def _unchanged(self, baseline: str, files: tuple[str, ...], fingerprints: dict[str, str] | None) -> bool:
+        last = self.last_import(baseline)
+        current = fingerprints or self.fingerprints()
+        return last is not None and last.get("sha256") == {file: current[file] for file in files}
 
     # --- the blocking import-rules check -------------------------------------------------------
     def record_check(self, checked: dict[str, bytes], passed: bool) -> None:
@@ -210,55 +247,64 @@ class DataSet:
         return json.loads(self.threshold_exceeded_path.read_text(encoding="utf-8"))
 
     def record_successful_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> bool:
-        """Make the uploaded files the new baseline, swapping the whole folder so it is never half-old;
-        returns False (and only records the import apart) when Canvas skipped diffing it: Canvas then
-        dropped nothing and diffs the next import against the old base, and so must the pipeline."""
-        record = {
-            "data_set": self.name,
-            "import_id": sis_import.get("id"),
-            "workflow_state": sis_import.get("workflow_state"),
-            "ended_at": sis_import.get("ended_at"),
-            "sha256": fingerprints,
-        }
+        """Make the uploaded (diffed) files the new baseline, swapping the whole folder so it is never
+        half-old; returns False (and only records the import apart) when Canvas skipped diffing it: Canvas
+        then dropped nothing and diffs the next import against the old base, and so must the pipeline."""
+        record = self._import_record(sis_import, fingerprints, self.diffed_files)
         if sis_import.get("diffing_threshold_exceeded"):
             record["diffed_against_import_id"] = (self.last_import() or {}).get("import_id")
             atomic_write_text(self.threshold_exceeded_path, json.dumps(record, indent=2, sort_keys=True))
             return False
-        self._swap_baseline(record)
+        self._swap_baseline(LAST_IMPORTED, record, self.diffed_files)
         self.threshold_exceeded_path.unlink(missing_ok=True)
         return True
 
-    def _swap_baseline(self, record: dict[str, Any]) -> None:
-        staging = self.directory / f".{LAST_IMPORTED}.new"
-        retired = self._retired_baseline
-        self._restore_interrupted_swap()
+    def record_undiffed_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:
+        """Make the UNDIFFED_FILES just imported the baseline their next `deleted` rows are computed from."""
+        self._swap_baseline(LAST_IMPORTED_UNDIFFED, self._import_record(sis_import, fingerprints, self.undiffed_files),
+                            self.undiffed_files)
+
+    def _import_record(self, sis_import: dict[str, Any], fingerprints: dict[str, str],
+                       files: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "data_set": self.name,
+            "import_id": sis_import.get("id"),
+            "workflow_state": sis_import.get("workflow_state"),
+            "ended_at": sis_import.get("ended_at"),
+            "sha256": {file: fingerprints[file] for file in files},
+        }
+
+    def _swap_baseline(self, baseline: str, record: dict[str, Any], files: tuple[str, ...]) -> None:
+        staging = self.directory / f".{baseline}.new"
+        retired = self._retired_baseline(baseline)
+        self._restore_interrupted_swap(baseline)
         for leftover in (staging, retired):
             remove_folder(leftover)
         staging.mkdir(parents=True)
-        for file in self.files:
+        for file in files:
             shutil.copyfile(self.csv_path(file), staging / f"{file}.csv")
-        if "enrollments" in self.files:
+        if "enrollments" in files:
             _write_deleted_enrollments(staging / "enrollments.csv", staging / DELETED_ENROLLMENTS)
         atomic_write_text(staging / IMPORT_RECORD, json.dumps(record, indent=2, sort_keys=True))
-        current = self.directory / LAST_IMPORTED
+        current = self.directory / baseline
         if current.exists():
             os.replace(current, retired)
         os.replace(staging, current)
         remove_folder(retired)
 
-    @property
-    def _retired_baseline(self) -> Path:
-        return self.directory / f".{LAST_IMPORTED}.old"
+    def _retired_baseline(self, baseline: str = LAST_IMPORTED) -> Path:
+        return self.directory / f".{baseline}.old"
 
-    def _restore_interrupted_swap(self) -> None:
+    def _restore_interrupted_swap(self, baseline: str = LAST_IMPORTED) -> None:
         """A process stopped between the two renames of `_swap_baseline` leaves only the retired
         baseline: it is still the last successful import (the guard and the diff must see it, not none)."""
-        current = self.directory / LAST_IMPORTED
-        if not current.exists() and self._retired_baseline.is_dir():
-            os.replace(self._retired_baseline, current)
+        current = self.directory / baseline
+        if not current.exists() and self._retired_baseline(baseline).is_dir():
+            os.replace(self._retired_baseline(baseline), current)
 
-    def write_result(self, result: dict[str, Any]) -> None:
-        atomic_write_text(self.result_path, json.dumps(result, indent=2, sort_keys=True, default=str))
+    def write_result(self, path: Path, result: dict[str, Any]) -> None:
+        """An import's outcome (`result_path` or `undiffed_result_path`), Canvas's raw messages included."""
+        atomic_write_text(path, json.dumps(result, indent=2, sort_keys=True, default=str))
 
 
 def _write_deleted_enrollments(enrollments: Path, target: Path) -> None:
@@ -267,6 +313,44 @@ def _write_deleted_enrollments(enrollments: Path, target: Path) -> None:
     with duckdb.connect(":memory:") as conn:
         imported = conn.read_csv(str(enrollments), header=True, all_varchar=True)
         imported.filter("lower(status) = 'deleted'").select("section_id, user_id, role").write_csv(str(target), header=True)
+
+
+def _write_zip(path: Path, contents: dict[str, bytes]) -> bytes:
+    """`contents` ({file: CSV bytes}) as a deterministic zip, written to `path` for inspection too."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(contents):
+            info = zipfile.ZipInfo(f"{file}.csv", date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, contents[file])
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return data
+
+
+def _append_deleted_rows(target: io.BytesIO, previous: Path, current: Path, keys: tuple[str, ...]) -> int:
+    """Append to `target` (the current CSV's bytes) a `deleted` row for each record of `previous` that was
+    not deleted there and is missing from `current`, in the current header's columns; returns how many."""
+    with current.open(newline="", encoding="utf-8-sig") as handle:
+        header = [column.strip().lower() for column in next(csv.reader(handle), [])]
+    key_list = ", ".join(keys)
+    with duckdb.connect(":memory:") as conn:
+        before = conn.read_csv(str(previous), header=True, all_varchar=True)
+        now = conn.read_csv(str(current), header=True, all_varchar=True)
+        gone = (before.filter("coalesce(lower(status), '') NOT LIKE 'deleted%'").select(key_list)
+                .except_(now.select(key_list)).order(key_list).fetchall())
+    if not gone:
+        return 0
+    text = io.StringIO()
+    if not target.getvalue().endswith(b"\n"):
+        text.write("\n")
+    writer = csv.writer(text, lineterminator="\n")
+    for values in gone:
+        record = dict(zip(keys, values)) | {"status": "deleted"}
+        writer.writerow([record.get(column) or "" for column in header])
+    target.seek(0, io.SEEK_END)
+    target.write(text.getvalue().encode("utf-8"))
+    return len(gone)
 
 
 def file_sha256(path: Path) -> str:

@@ -28,7 +28,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "sections": ("section_id",),
     "enrollments": ("course_id", "section_id", "user_id", "user_integration_id", "role", "role_id", "associated_user_id"),
 }
-GUARDED_FILES = frozenset({"users", "courses", "sections", "enrollments"})
+GUARDED_FILES = frozenset({"users", "user_observers", "courses", "sections", "enrollments"})
 DELETED_STATUSES = ["deleted", "deleted_last_completed"]
 # Statuses that take a live record out of use without deleting it. A record turning to one counts like
 # one that disappears: a feed that suddenly sends every user `suspended` (enabledUser=false) locks

@@ -47,9 +47,8 @@ _PREDICATES: dict[str, Callable[[frozenset[str]], bool]] = {
     "user_observer": lambda h: "observer_id" in h and "student_id" in h,
 }
 
-# The rows that identify "the same record" across imports (diffing) and within a file (duplicates).
-# Canvas keys user_observers on observer_id alone; an observer may watch several students, so the
-# pair is the record here.
+# The columns that identify "the same record" within a file (duplicates). An observer may watch several
+# students, so for user_observers the pair is the record here.
 IDENTIFYING_FIELDS: dict[str, tuple[str, ...]] = {
     "account": ("account_id",),
     "term": ("term_id",),
@@ -62,6 +61,10 @@ IDENTIFYING_FIELDS: dict[str, tuple[str, ...]] = {
     "group": ("group_id",),
     "user_observer": ("observer_id", "student_id"),
 }
+# The keys Canvas's diffing matches rows on (each importer's identifying_fields): the same, except that
+# UserObserverImporter.identifying_fields is %w[observer_id] alone, so a diffed user_observers file keeps
+# one row per guardian (the upload therefore sends that file undiffed).
+DIFFING_FIELDS: dict[str, tuple[str, ...]] = {**IDENTIFYING_FIELDS, "user_observer": ("observer_id",)}
 
 IGNORED_ZIP_ENTRY = re.compile(r"__macosx|desktop d[bf]|\A\..*", re.IGNORECASE)
 DELETE_SENTINEL = "<delete>"

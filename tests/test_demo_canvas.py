@@ -255,6 +255,23 @@ def test_observers_are_enrolled_where_their_students_are(client, server):
     assert [e["workflow_state"] for e in server.state.enrollments() if e["user_sis_id"] == "U9"] == ["deleted"]
 
 
+def test_diffing_keys_user_observers_on_the_observer_alone_like_canvas(client, server):
+    """UserObserverImporter.identifying_fields is %w[observer_id]: in a diffed data set a guardian keeps one
+    row per import (the last), and a link that goes while the guardian stays is never deleted."""
+    imported(client, ROSTER)
+    links = lambda rows: {"user_observers.csv": "observer_id,student_id,status\n" + "".join(r + "\n" for r in rows)}  # noqa: E731
+    diffed = {"diffing_data_set_identifier": "t:observers"}
+    imported(client, links(["U9,U1,active", "U9,U2,active"]), **diffed)  # no diff base yet: both rows apply
+    # U9 stops observing U2 and a new guardian U10 observes U3 and U4
+    imported(client, links(["U9,U1,active", "U10,U3,active", "U10,U4,active"]), **diffed)
+    pairs = {(o["observer_sis_id"], o["student_sis_id"]): o["workflow_state"] for o in server.state.user_observers()}
+    assert pairs == {("U9", "U1"): "active", ("U9", "U2"): "active", ("U10", "U4"): "active"}
+    # without a diffing identifier every row applies as sent, explicit deletes included
+    imported(client, links(["U9,U1,active", "U9,U2,deleted", "U10,U3,active", "U10,U4,active"]))
+    pairs = {(o["observer_sis_id"], o["student_sis_id"]): o["workflow_state"] for o in server.state.user_observers()}
+    assert pairs == {("U9", "U1"): "active", ("U9", "U2"): "deleted", ("U10", "U3"): "active", ("U10", "U4"): "active"}
+
+
 def test_throttling_and_server_errors_are_injectable_and_carry_headers():
     plan = CanvasFaultPlan(throttle_first_n=2, throttle_statuses=(403, 429), server_error_first_n=1)
     with DemoCanvasServer(faults=plan) as srv:

@@ -144,6 +144,47 @@ def test_an_import_canvas_did_not_diff_is_not_the_baseline_so_the_guard_sees_the
     assert data_set.last_threshold_exceeded_import() is None
 
 
+def observer_links(canvas) -> dict[tuple[str, str], str]:
+    return {(o["observer_sis_id"], o["student_sis_id"]): o["workflow_state"] for o in canvas.state.user_observers()}
+
+
+def test_observer_links_go_undiffed_with_explicit_deletes_so_every_link_and_every_removal_reaches_canvas(
+        canvas, data_dir, instance):
+    # u0010 observes u0001 and u0002 (and u0020-u0039 one student each); Canvas diffs user_observers on
+    # observer_id alone, so in the diffed zip a removed link would never be deleted and a new guardian of
+    # two students would get one link.
+    header = "observer_id,student_id,status\n"
+    others = "".join(f"u{i:04d},u{i - 20:04d},active\n" for i in range(20, 40))
+    data_set = write_district(data_dir, user_rows(range(40)), "u0010,u0001,active\nu0010,u0002,active\n" + others)
+    first = upload(canvas, data_dir, instance)
+    assert first.success and metadata(first)["undiffed/uploaded"] is True
+    links = observer_links(canvas)
+    assert len(links) == 22 and links[("u0010", "u0001")] == links[("u0010", "u0002")] == "active"
+    diffed, undiffed = canvas.state.imports()
+    assert diffed["diffing_data_set_identifier"] == "sd42:district" and undiffed["diffing_data_set_identifier"] is None
+
+    # custody change: u0010 no longer observes u0002; new guardian u0011 observes u0003 and u0004
+    data_set.csv_path("user_observers").write_text(
+        header + "u0010,u0001,active\nu0011,u0003,active\nu0011,u0004,active\n" + others)
+    second = upload(canvas, data_dir, instance)
+    assert second.success
+    meta = metadata(second)
+    assert meta["uploaded"] is False and meta["undiffed/deleted_rows"] == 1  # only the links changed
+    links = observer_links(canvas)
+    assert (links[("u0010", "u0001")], links[("u0010", "u0002")]) == ("active", "deleted")
+    assert links[("u0011", "u0003")] == links[("u0011", "u0004")] == "active"
+    assert len(canvas.state.imports()) == 3
+
+    third = upload(canvas, data_dir, instance)  # nothing changed: nothing uploaded
+    assert third.success and "undiffed/import_id" not in metadata(third) and len(canvas.state.imports()) == 3
+
+    # the guard counts observer links too: most live links going at once is a mass delete
+    data_set.csv_path("user_observers").write_text(header + "u0010,u0001,active\n")
+    blocked = upload(canvas, data_dir, instance)
+    assert not blocked.success and "user_observers: 22 of 23" in blocked.get_asset_check_evaluations()[0].description
+    assert len(canvas.state.imports()) == 3
+
+
 def test_failed_import_fails_with_canvas_message_and_keeps_the_baseline(canvas, data_dir, instance):
     data_set = write_district(data_dir, user_rows(range(10)))
     assert upload(canvas, data_dir, instance).success

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from pipeline.canvas_rules import (
-    IDENTIFYING_FIELDS, ParsedFile, ParsedImport, Violation, parse_import, rejected_rows, validate_parsed,
+    DIFFING_FIELDS, ParsedFile, ParsedImport, Violation, parse_import, rejected_rows, validate_parsed,
 )
 from pipeline.demo import canvas_apply
 from pipeline.demo.canvas_state import existing_ids
@@ -276,7 +276,7 @@ def _diff(conn: sqlite3.Connection, parsed: ParsedImport, options: ImportOptions
     for current in parsed.files:
         before = parse_import({current.name: previous_files[current.name]}).files \
             if current.name in previous_files else ()
-        if not before or before[0].header != current.header or current.file_type not in IDENTIFYING_FIELDS:
+        if not before or before[0].header != current.header or current.file_type not in DIFFING_FIELDS:
             diffed.append(current)
             continue
         old = before[0]
@@ -297,7 +297,7 @@ def _exceeds(previous_rows: int, current_rows: int, threshold: int) -> bool:
 
 def _diff_file(old: ParsedFile, current: ParsedFile, options: ImportOptions) -> ParsedFile:
     index = current.column_index()
-    key_positions = [index[c] for c in IDENTIFYING_FIELDS[current.file_type] if c in index]
+    key_positions = [index[c] for c in DIFFING_FIELDS[current.file_type] if c in index]
     width = len(current.header)
 
     def key(values: tuple) -> tuple:
@@ -306,13 +306,13 @@ def _diff_file(old: ParsedFile, current: ParsedFile, options: ImportOptions) -> 
     def padded(values: tuple) -> tuple:
         return tuple(values) + (None,) * (width - len(values))
 
+    # Canvas loads each side into a table keyed on the diffing fields, `insert or replace`: the last row
+    # of a key wins, on both sides (a guardian of two students keeps one user_observers row).
     old_rows = {key(v): padded(v) for _, v in old.records}
-    kept, seen = [], set()
-    for row_number, values in current.records:
-        k = key(values)
-        seen.add(k)
-        if old_rows.get(k) != padded(values):
-            kept.append((row_number, values))
+    current_rows = {key(v): (n, v) for n, v in current.records}
+    seen = set(current_rows)
+    kept = [(n, v) for k, (n, v) in sorted(current_rows.items(), key=lambda item: item[1][0])
+            if old_rows.get(k) != padded(v)]
     drop_status = {"enrollment": options.diffing_drop_status,
                    "user": options.diffing_user_remove_status}.get(current.file_type, "deleted")
     status_at = index.get("status")
