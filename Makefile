@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# A district's roster is private: the local Dagster instance sends no usage telemetry.
+# A district's roster is private: the local Dagster instance sends no usage telemetry. One grade
+# passback run per term at a time, launched by the sensor or by hand (docs/passback.md).
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    tag_concurrency_limits:\n      - key: rosterbridge/passback_term\n        value:\n          applyLimitPerUniqueValue: true\n        limit: 1\n' > $@
 
 ## Run the whole nightly sync once on the built-in demo district (demo provider + demo Canvas).
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
