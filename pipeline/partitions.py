@@ -66,7 +66,7 @@ class TermPartition:
     type: str | None
     start_date: dt.date | None
     end_date: dt.date | None
-    deleted: bool  # the academicSession is tobedeleted
+    deleted: bool  # the academicSession is tobedeleted (or OneRoster 1.0's inactive)
     classes: int  # classes whose Canvas course lives in this term
 
 

@@ -212,3 +212,21 @@ def test_the_hidden_comment_of_an_unposted_missing_submission_is_not_sent(tmp_pa
     conn = build(tmp_path, PassbackSettings(course_grades=False, send_comments=True), submissions=submissions)
     sent = {(p["scoreStatus"], p["comment"]) for p in payloads(conn, "results").values()}
     assert sent == {("not submitted", None), ("fully graded", "Posted: well done")}
+
+
+@pytest.mark.parametrize("status", ["tobedeleted", "inactive", " Inactive "])
+def test_classes_sessions_and_users_gone_from_the_sis_are_not_live(tmp_path, status):
+    from tests.passback_fixtures import SESSIONS, write_snapshot
+
+    snapshot = write_snapshot(
+        tmp_path / "snapshot",
+        classes=[{"sourcedId": "cls-1", "termSourcedIds": ["fall"]},
+                 {"sourcedId": "cls-gone", "termSourcedIds": ["fall"], "status": status}],
+        sessions=SESSIONS + [{"sourcedId": "old", "title": "Old", "type": "semester", "status": status}],
+        users=["stu-1"],
+    )
+    standard_export(tmp_path / "export")
+    conn = connect()
+    bind_inputs(conn, tmp_path / "export", snapshot, PassbackSettings(), AS_OF)
+    assert [r for (r,) in conn.execute("SELECT sourcedId FROM or_classes").fetchall()] == ["cls-1"]
+    assert "old" not in {r for (r,) in conn.execute("SELECT sourcedId FROM or_sessions").fetchall()}

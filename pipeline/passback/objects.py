@@ -65,7 +65,8 @@ def bind_inputs(
 ) -> None:
     for name in SCHEMAS:
         conn.execute(f"CREATE OR REPLACE TEMP VIEW export_{name} AS SELECT * FROM read_parquet({sql_path(export_path(export_dir, name))})")
-    live = "status IS DISTINCT FROM 'tobedeleted'"
+    # As the Canvas transform's rb_deleted: OneRoster 1.0's `inactive`, which the extract keeps, is gone too.
+    live = "coalesce(lower(trim(status)) NOT IN ('tobedeleted', 'inactive'), true)"
     conn.execute(
         f"CREATE OR REPLACE TEMP VIEW or_classes AS SELECT sourcedId, termSourcedIds "
         f"FROM read_parquet({sql_path(snapshot.classes)}) WHERE {live}"
