@@ -146,7 +146,7 @@ def import_messages(sis_import: dict[str, Any], row_errors: list[dict[str, Any]]
         file, message = error.get("file") or "", error.get("message") or ""
         failure = error["failure"] if "failure" in error else (file, message) in errors_in_summary
         messages.append({"severity": "error" if failure else "warning", "file": file, "row": error.get("row"),
-                         "message": message})
+                         "message": message, "row_info": error.get("row_info")})
     return messages
 
 
@@ -184,6 +184,7 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
         **_diff_metadata(diff),
     }
     last = data_set.last_import()
+    retries = data_set.pending_retries()
     if not remaster and data_set.unchanged_since_last_import(fingerprints):
         reason = f"files are byte-identical to successful import {last['import_id']}: nothing uploaded"
         context.log.info(f"{data_set.label}: {reason}")
@@ -198,41 +199,55 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
             "change_threshold": None if approved else policy.change_threshold,
             "diffing_remaster_data_set": remaster or None,
         }
-        sis_import, import_metadata = _import(context, canvas, data_set, data_set.build_zip(), params,
-                                              data_set.zip_path, data_set.result_path, metadata)
+        sis_import, raw_messages, import_metadata = _import(context, canvas, data_set, data_set.build_zip(), params,
+                                                            data_set.zip_path, data_set.result_path, metadata)
         metadata.update(import_metadata)
         if not data_set.record_successful_import(sis_import, fingerprints):
             context.log.warning(_threshold_exceeded_advice(data_set, sis_import, policy, last))
-    if not data_set.undiffed_unchanged(fingerprints):
-        rows = sum(f.rows for f in diff.files if f.file in data_set.undiffed_files)
-        metadata.update(_undiffed_import(context, canvas, data_set, fingerprints, rows, metadata))
+        # Rows Canvas rejected are in its diff base now: no diffed import would send them again.
+        rejected = data_set.rejected_records(raw_messages, {f: data_set.csv_path(f) for f in data_set.diffed_files})
+        retries = {file: retries.get(file, set()) | rejected.get(file, set()) for file in {*retries, *rejected}}
+        data_set.record_pending_retries(retries)
+    with_undiffed_files = not data_set.undiffed_unchanged(fingerprints)
+    if with_undiffed_files or retries:
+        rows = sum(f.rows for f in diff.files if f.file in data_set.undiffed_files) if with_undiffed_files else 0
+        metadata.update(_undiffed_import(context, canvas, data_set, fingerprints, with_undiffed_files, retries, rows,
+                                         metadata))
     yield dg.MaterializeResult(metadata={**metadata, **_baseline_metadata(data_set)})
 
 
 def _undiffed_import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: DataSet,
-                     fingerprints: dict[str, str], rows: int, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The UNDIFFED_FILES (user_observers) in their own import, after the diffed one succeeded (its users
-    exist then): sent without a diffing identifier, so every row applies as sent, with explicit deleted
-    rows for the records their last import held that are gone now."""
-    zip_bytes, deletes = data_set.build_undiffed_zip()
-    if rows + deletes == 0:  # header only, and nothing to delete: no import needed
-        data_set.record_undiffed_import({}, fingerprints)
+                     fingerprints: dict[str, str], with_undiffed_files: bool, retries: dict[str, set[tuple[str, ...]]],
+                     rows: int, metadata: dict[str, Any]) -> dict[str, Any]:
+    """After the diffed import succeeded (its users exist then), one import without a diffing identifier,
+    so every row applies as sent: the UNDIFFED_FILES (user_observers) when they changed, with explicit
+    deleted rows for the records their last import held that are gone now, and the current version of
+    every record Canvas rejected before (`retries`), which no diffed import would send again."""
+    contents, deletes, retried = data_set.undiffed_contents(with_undiffed_files, retries)
+    if rows + deletes + retried == 0:  # header only, nothing to delete, no rejected record still sent
+        if with_undiffed_files:
+            data_set.record_undiffed_import({}, fingerprints)
+        data_set.record_pending_retries({})
         return {"undiffed/uploaded": False}
-    context.log.info(f"{data_set.label}: {', '.join(data_set.undiffed_files)} changed: uploading them undiffed "
-                     f"({deletes} records gone since their last import sent as deleted)")
-    sis_import, import_metadata = _import(context, canvas, data_set, zip_bytes, {}, data_set.undiffed_zip_path,
-                                          data_set.undiffed_result_path, metadata)
-    data_set.record_undiffed_import(sis_import, fingerprints)
+    context.log.info(f"{data_set.label}: undiffed import of {', '.join(sorted(contents))}: {deletes} records gone "
+                     f"since their last import sent as deleted, {retried} records Canvas rejected before sent again")
+    sis_import, raw_messages, import_metadata = _import(context, canvas, data_set, data_set.build_undiffed_zip(contents),
+                                                        {}, data_set.undiffed_zip_path, data_set.undiffed_result_path,
+                                                        metadata)
+    if with_undiffed_files:
+        data_set.record_undiffed_import(sis_import, fingerprints)
+    data_set.record_pending_retries(data_set.rejected_records(raw_messages, contents))
     return {f"undiffed/{key.removeprefix('canvas/')}": value for key, value in import_metadata.items()
-            if key.startswith(("canvas/", "counts/", "statistics/"))} | {"undiffed/uploaded": True,
-                                                                         "undiffed/deleted_rows": deletes}
+            if key.startswith(("canvas/", "counts/", "statistics/"))} | {
+        "undiffed/uploaded": True, "undiffed/deleted_rows": deletes, "undiffed/retried_rows": retried}
 
 
 def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: DataSet, zip_bytes: bytes,
             params: dict[str, Any], zip_path: Path, result_path: Path, metadata: dict[str, Any]
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+            ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """One SIS import: upload, poll, read its messages, keep them raw in `result_path`, log them masked;
-    fails the asset (with `metadata`) when Canvas ends it failed. Returns the SisImport and its metadata."""
+    fails the asset (with `metadata`) when Canvas ends it failed. Returns the SisImport, its raw messages
+    and its metadata."""
     with canvas.open() as session:
         sis_import = _run_import(context, session, data_set, zip_bytes, params)
         row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
@@ -240,7 +255,8 @@ def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: D
     raw_messages = import_messages(sis_import, row_errors)
     data_set.write_result(result_path, {"sis_import": sis_import, "messages": raw_messages})
     # Canvas's messages quote logins and e-mails: only the result file in the data dir keeps them raw.
-    messages = [{**m, "message": mask_message(m["message"])} for m in raw_messages]
+    messages = [{"severity": m["severity"], "file": m["file"], "row": m["row"], "message": mask_message(m["message"])}
+                for m in raw_messages]
     import_metadata = {**_import_metadata(sis_import, messages), **stats, "uploaded": True,
                        "zip_path": dg.MetadataValue.path(str(zip_path)),
                        "result_path": dg.MetadataValue.path(str(result_path))}
@@ -255,7 +271,7 @@ def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: D
             f"{detail or 'Canvas gave no message'}",
             metadata={**metadata, **import_metadata},
         )
-    return sis_import, import_metadata
+    return sis_import, raw_messages, import_metadata
 
 
 def _baseline_metadata(data_set: DataSet) -> dict[str, int]:
@@ -361,7 +377,8 @@ def _dry_run_result(data_set: DataSet, policy: CanvasUploadPolicy) -> dg.Materia
         "data_set": data_set.name,
         "compared_with_import_id": (data_set.last_import() or {}).get("import_id") or 0,
         **_baseline_metadata(data_set),
-        "would_upload": not (data_set.unchanged_since_last_import() and data_set.undiffed_unchanged()),
+        "would_upload": not (data_set.unchanged_since_last_import() and data_set.undiffed_unchanged()
+                             and not data_set.pending_retries()),
         "guard_would_block": ", ".join(f.file for f in blocked) or "no",
         "dagster/row_count": sum(f.rows for f in diff.files),
         **_diff_metadata(diff),

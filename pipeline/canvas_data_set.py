@@ -34,12 +34,27 @@ from pipeline.datadir import DataDir, atomic_write_bytes, atomic_write_text, rem
 DISTRICT = "district"
 DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
 TERM_FILES = ("courses", "sections", "enrollments")
+# The columns that identify one record of each file (those present in the header are used): Canvas's
+# identifying columns, except that a user_observers record is the (observer, student) pair.
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": ("account_id",),
+    "terms": ("term_id",),
+    "users": ("user_id",),
+    "user_observers": ("observer_id", "student_id"),
+    "courses": ("course_id",),
+    "sections": ("section_id",),
+    "enrollments": ("course_id", "section_id", "user_id", "user_integration_id", "role", "role_id", "associated_user_id"),
+}
 # Files sent in an import of their own, without a diffing identifier, with the records of their last
-# import that are gone now as explicit `deleted` rows (value: the columns that identify a record).
-# Canvas diffs user_observers on observer_id alone (UserObserverImporter.identifying_fields), so in a
-# diffed import a guardian of several students keeps one link a night and removed links are never
-# deleted.
-UNDIFFED_FILES: dict[str, tuple[str, ...]] = {"user_observers": ("observer_id", "student_id")}
+# import that are gone now as explicit `deleted` rows. Canvas diffs user_observers on observer_id alone
+# (UserObserverImporter.identifying_fields), so in a diffed import a guardian of several students keeps
+# one link a night and removed links are never deleted.
+UNDIFFED_FILES = frozenset({"user_observers"})
+# Records Canvas rejected ({file: [key values, ...]}): re-sent, current version, in the next undiffed
+# import. A rejected row is in Canvas's diff base and in the baseline, so no diffed import sends it again.
+REJECTED_ROWS_RECORD = "rejected_rows.json"
+# Canvas's row messages about rows it imported all the same (without the bad value): nothing to re-send.
+IMPORTED_ANYWAY = ("The email address associated with user ", "Bad date format for ")
 MAX_IDENTIFIER_BYTES = 128  # Canvas limit on diffing_data_set_identifier
 LAST_IMPORTED = "last_imported"
 LAST_IMPORTED_UNDIFFED = "last_imported_undiffed"  # the baseline of UNDIFFED_FILES
@@ -176,17 +191,81 @@ class DataSet:
         self.require_files()
         return _write_zip(self.zip_path, {file: self.csv_path(file).read_bytes() for file in self.diffed_files})
 
-    def build_undiffed_zip(self) -> tuple[bytes, int]:
-        """The UNDIFFED_FILES as a zip (also written to `undiffed_zip_path`) and how many `deleted` rows it
-        carries: every current row, plus each record of the last undiffed import that is gone now."""
-        contents, deletes = {}, 0
-        for file in self.undiffed_files:
-            buffer = io.BytesIO(self.csv_path(file).read_bytes())
-            previous = self.last_imported_path(file)
-            if previous.is_file() and self.last_import(LAST_IMPORTED_UNDIFFED) is not None:
-                deletes += _append_deleted_rows(buffer, previous, self.csv_path(file), UNDIFFED_FILES[file])
-            contents[file] = buffer.getvalue()
-        return _write_zip(self.undiffed_zip_path, contents), deletes
+    def undiffed_contents(self, with_undiffed_files: bool, retries: dict[str, set[tuple[str, ...]]]
+                          ) -> tuple[dict[str, bytes], int, int]:
+        """The files of the undiffed import ({file: CSV bytes}), how many `deleted` rows and how many
+        re-sent rejected records they carry. With `with_undiffed_files`: every current row of the
+        UNDIFFED_FILES, plus a deleted row for each record of their last undiffed import that is gone now.
+        For the other files in `retries` (and UNDIFFED_FILES not sent whole): the current version of each
+        rejected record (a record the SIS no longer sends has nothing left to retry)."""
+        contents, deletes, retried = {}, 0, 0
+        for file in self.files:
+            if with_undiffed_files and file in UNDIFFED_FILES:
+                buffer = io.BytesIO(self.csv_path(file).read_bytes())
+                previous = self.last_imported_path(file)
+                if previous.is_file() and self.last_import(LAST_IMPORTED_UNDIFFED) is not None:
+                    deletes += _append_deleted_rows(buffer, previous, self.csv_path(file), KEY_COLUMNS[file])
+                contents[file] = buffer.getvalue()
+            elif retries.get(file):
+                content, found = _current_records(self.csv_path(file), KEY_COLUMNS[file], retries[file])
+                if found:
+                    contents[file], retried = content, retried + found
+        return contents, deletes, retried
+
+    def build_undiffed_zip(self, contents: dict[str, bytes]) -> bytes:
+        """`contents` as a zip, also written to `undiffed_zip_path`."""
+        return _write_zip(self.undiffed_zip_path, contents)
+
+    # --- rows Canvas rejected ------------------------------------------------------------------
+    def pending_retries(self) -> dict[str, set[tuple[str, ...]]]:
+        """The records Canvas rejected in the last imports, still to be re-sent."""
+        if not self.rejected_rows_path.is_file():
+            return {}
+        recorded = json.loads(self.rejected_rows_path.read_text(encoding="utf-8"))
+        return {file: {tuple(key) for key in keys} for file, keys in recorded.items()}
+
+    def record_pending_retries(self, retries: dict[str, set[tuple[str, ...]]]) -> None:
+        retries = {file: keys for file, keys in retries.items() if keys}
+        if not retries:
+            self.rejected_rows_path.unlink(missing_ok=True)
+            return
+        atomic_write_text(self.rejected_rows_path, json.dumps(
+            {file: sorted(list(key) for key in keys) for file, keys in sorted(retries.items())}, indent=2))
+
+    @property
+    def rejected_rows_path(self) -> Path:
+        return self.directory / REJECTED_ROWS_RECORD
+
+    def rejected_records(self, messages: list[dict[str, Any]], uploaded: dict[str, bytes | Path]
+                         ) -> dict[str, set[tuple[str, ...]]]:
+        """The records of an import's row messages ({file: {key}}), keyed by KEY_COLUMNS: from the row as
+        Canvas quotes it (`row_info`, in the file's columns), else from that row of the `uploaded` file
+        (bytes or path). Rows Canvas imported all the same (IMPORTED_ANYWAY) are left out."""
+        wanted: dict[str, list[dict[str, Any]]] = {}
+        for m in messages:
+            file = (m.get("file") or "").removesuffix(".csv")
+            if m.get("row") is not None and file in uploaded and not m["message"].startswith(IMPORTED_ANYWAY):
+                wanted.setdefault(file, []).append(m)
+        rejected: dict[str, set[tuple[str, ...]]] = {}
+        for file, found in wanted.items():
+            with _text(uploaded[file]) as handle:
+                reader = csv.reader(handle)
+                header = [column.strip().lower() for column in next(reader, [])]
+                positions = [header.index(c) for c in KEY_COLUMNS[file] if c in header]
+                by_row = {m["row"]: m for m in found}
+                rows: dict[int, list[str]] = {}
+                for m in found:
+                    if m.get("row_info"):
+                        rows[m["row"]] = next(csv.reader([m["row_info"]]), [])
+                missing = set(by_row) - set(rows)
+                for number, values in enumerate(reader, start=2):  # Canvas counts the header as row 1
+                    if not missing:
+                        break
+                    if number in missing:
+                        rows[number] = values
+                        missing.discard(number)
+            rejected[file] = {tuple(values[i] if i < len(values) else "" for i in positions) for values in rows.values()}
+        return rejected
 
     # --- last successful import ----------------------------------------------------------------
     def last_import(self, baseline: str = LAST_IMPORTED) -> dict[str, Any] | None:
@@ -326,6 +405,30 @@ def _write_zip(path: Path, contents: dict[str, bytes]) -> bytes:
     data = buffer.getvalue()
     atomic_write_bytes(path, data)
     return data
+
+
+def _text(source: bytes | Path):
+    """A CSV's text, from bytes or a file, to read once."""
+    if isinstance(source, Path):
+        return source.open(newline="", encoding="utf-8-sig")
+    return io.StringIO(source.decode("utf-8-sig"), newline="")
+
+
+def _current_records(path: Path, keys: tuple[str, ...], wanted: set[tuple[str, ...]]) -> tuple[bytes, int]:
+    """The header and the rows of the CSV at `path` whose KEY_COLUMNS values are in `wanted`, as CSV bytes."""
+    output, found = io.StringIO(), 0
+    writer = csv.writer(output, lineterminator="\n")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        positions = [i for i, column in enumerate(header) if column.strip().lower() in keys]
+        positions.sort(key=lambda i: keys.index(header[i].strip().lower()))
+        writer.writerow(header)
+        for values in reader:
+            if tuple(values[i] if i < len(values) else "" for i in positions) in wanted:
+                writer.writerow(values)
+                found += 1
+    return output.getvalue().encode("utf-8"), found
 
 
 def _append_deleted_rows(target: io.BytesIO, previous: Path, current: Path, keys: tuple[str, ...]) -> int:

@@ -14,20 +14,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.canvas_data_set import DataSet
+from pipeline.canvas_data_set import KEY_COLUMNS, DataSet
 from pipeline.personal_data import mask_record
 from pipeline.resources.mapping import sql_text
 
-# Canvas's identifying columns per file (those present in the header are used).
-KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "accounts": ("account_id",),
-    "terms": ("term_id",),
-    "users": ("user_id",),
-    "user_observers": ("observer_id", "student_id"),
-    "courses": ("course_id",),
-    "sections": ("section_id",),
-    "enrollments": ("course_id", "section_id", "user_id", "user_integration_id", "role", "role_id", "associated_user_id"),
-}
 GUARDED_FILES = frozenset({"users", "user_observers", "courses", "sections", "enrollments"})
 DELETED_STATUSES = ["deleted", "deleted_last_completed"]
 # Statuses that take a live record out of use without deleting it. A record turning to one counts like

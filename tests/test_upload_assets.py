@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import dagster as dg
 import pytest
@@ -183,6 +185,51 @@ def test_observer_links_go_undiffed_with_explicit_deletes_so_every_link_and_ever
     blocked = upload(canvas, data_dir, instance)
     assert not blocked.success and "user_observers: 22 of 23" in blocked.get_asset_check_evaluations()[0].description
     assert len(canvas.state.imports()) == 3
+
+
+def test_a_row_canvas_rejected_is_sent_again_until_canvas_takes_it(canvas, data_dir, instance):
+    # The SIS re-creates a student under a new sourcedId with the same login. In the diffed import Canvas
+    # rejects the new user (the login is still held by the old SIS id, which the same import deletes
+    # later). The row is then in Canvas's diff base and in the baseline: no diffed import sends it again.
+    student = lambda sis_id: f"{sis_id},jdoe,Jane,Doe,,active\n"  # noqa: E731
+    data_set = write_district(data_dir, user_rows(range(40)) + student("stu-old-0001"))
+    assert upload(canvas, data_dir, instance).success
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(40)) + student("stu-new-0001"))
+    night = upload(canvas, data_dir, instance)
+    assert night.success
+    meta = metadata(night)
+    assert meta["canvas/workflow_state"] == "imported_with_messages" and "has already claimed" in meta["canvas/messages"]
+    # re-sent in the undiffed import right after, when the old login is free
+    assert meta["undiffed/uploaded"] is True and meta["undiffed/retried_rows"] == 1
+    users = {u["sis_id"]: u["workflow_state"] for u in canvas.state.users()}
+    assert (users["stu-old-0001"], users["stu-new-0001"]) == ("deleted", "active")
+    assert not data_set.rejected_rows_path.exists()
+    imports = len(canvas.state.imports())
+    assert metadata(upload(canvas, data_dir, instance))["uploaded"] is False and len(canvas.state.imports()) == imports
+
+
+def test_a_record_rejected_again_stays_pending_and_unchanged_files_do_not_skip_its_retry(canvas, data_dir, instance):
+    # u0041's login is held by a user another system imported into Canvas: rejected every time.
+    data_set = write_district(data_dir, user_rows(range(40)))
+    assert upload(canvas, data_dir, instance).success
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("users.csv", "user_id,login_id,status\nhr-0001,jsmith,active\n")
+    with CanvasClient(base_url=canvas.base_url, access_token=DEMO_CANVAS_TOKEN, poll_interval_seconds=0.01).open() as s:
+        assert s.wait_for_sis_import(s.create_sis_import(other.getvalue())["id"])["workflow_state"] == "imported"
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(40)) + "u0041,jsmith,Jo,Smith,,active\n")
+    first = upload(canvas, data_dir, instance)
+    assert first.success and metadata(first)["undiffed/retried_rows"] == 1
+    assert data_set.pending_retries() == {"users": {("u0041",)}}
+    again = upload(canvas, data_dir, instance)  # files unchanged: only the retry goes
+    meta = metadata(again)
+    assert meta["uploaded"] is False and meta["undiffed/uploaded"] is True and meta["undiffed/retried_rows"] == 1
+    sent = zipfile.ZipFile(data_set.undiffed_zip_path).read("users.csv").decode()
+    assert sent == USERS_HEADER + "u0041,jsmith,Jo,Smith,,active\n"
+    # the SIS stops sending the record: nothing left to retry
+    data_set.csv_path("users").write_text(USERS_HEADER + user_rows(range(40)))
+    gone = upload(canvas, data_dir, instance)
+    assert gone.success and metadata(gone)["undiffed/uploaded"] is False and data_set.pending_retries() == {}
 
 
 def test_failed_import_fails_with_canvas_message_and_keeps_the_baseline(canvas, data_dir, instance):

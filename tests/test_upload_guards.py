@@ -266,3 +266,24 @@ def test_pins_left_by_a_killed_upload_are_removed_after_a_day(data_dir):
 ])
 def test_canvas_messages_are_masked(raw, shown):
     assert mask_message(raw) == shown
+
+
+def test_rejected_records_are_keyed_from_the_quoted_row_or_the_uploaded_row(data_dir):
+    data_set = write_term(data_dir)
+    data_set.csv_path("enrollments").write_text("course_id,section_id,user_id,role,status\n"
+                                                "C1,S1,u1,student,active\nC1,S1,u2,student,active\n")
+    messages = [
+        {"file": "enrollments.csv", "row": 3, "message": "User not found for enrollment (User ID: u2, ...)"},
+        {"file": "sections.csv", "row": 2, "message": "Section S9 references course C9 which doesn't exist",
+         "row_info": "S9,C9,Nine,active\n"},
+        {"file": "users.csv", "row": 2, "message": "not a file of this data set"},
+        {"file": "enrollments.csv", "row": None, "message": "a file-level message"},
+        {"file": "enrollments.csv", "row": 2, "message": "Bad date format for enrollment"},  # imported anyway
+    ]
+    rejected = data_set.rejected_records(messages, {f: data_set.csv_path(f) for f in data_set.files})
+    assert rejected == {"enrollments": {("C1", "S1", "u2", "student")}, "sections": {("S9",)}}
+    data_set.record_pending_retries(rejected)
+    assert data_set.pending_retries() == rejected
+    contents, deletes, retried = data_set.undiffed_contents(False, rejected)
+    assert (deletes, retried) == (0, 1)  # S9 is not in sections.csv any more: nothing to re-send
+    assert contents == {"enrollments": b"course_id,section_id,user_id,role,status\nC1,S1,u2,student,active\n"}

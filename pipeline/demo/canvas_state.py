@@ -190,7 +190,8 @@ def existing_ids(conn: sqlite3.Connection) -> ExistingIds:
                 "SELECT s.sis_id, c.sis_id FROM sections s JOIN courses c ON c.id = s.course_id "
                 "WHERE s.sis_id IS NOT NULL AND c.sis_id IS NOT NULL")
         },
-        user_logins={u[1].lower(): u[0] for u in users},
+        # Canvas looks a login up among active pseudonyms only: a deleted user's login is free again.
+        user_logins={u[1].lower(): u[0] for u in users if u[3] != "deleted"},
         user_integration_ids={u[2]: u[0] for u in users if u[2]},
         deleted_users={u[0] for u in users if u[3] == "deleted"},
     )
