@@ -123,7 +123,7 @@ def _import_metadata(sis_import: dict[str, Any], messages: list[dict[str, Any]])
     if messages:
         shown = messages[:MESSAGES_IN_METADATA]
         table = markdown_table(["severity", "file", "row", "message"],
-                               [(m["severity"], m["file"], m["row"], m["message"]) for m in shown])
+                               [(m["severity"], m["file"], m["row"], mask_message(m["message"])) for m in shown])
         if len(messages) > len(shown):
             table += f"\n\n{len(messages) - len(shown)} more in the result file."
         metadata["canvas/messages"] = dg.MetadataValue.md(table)
@@ -252,11 +252,10 @@ def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: D
         sis_import = _run_import(context, session, data_set, zip_bytes, params)
         row_errors = session.sis_import_errors(sis_import["id"]) if _has_messages(sis_import) else []
         stats = {"canvas/requests": session.stats.requests, "canvas/retries": session.stats.retries}
-    raw_messages = import_messages(sis_import, row_errors)
-    data_set.write_result(result_path, {"sis_import": sis_import, "messages": raw_messages})
-    # Canvas's messages quote logins and e-mails: only the result file in the data dir keeps them raw.
-    messages = [{"severity": m["severity"], "file": m["file"], "row": m["row"], "message": mask_message(m["message"])}
-                for m in raw_messages]
+    messages = import_messages(sis_import, row_errors)
+    # Canvas's messages quote logins and e-mails: only the result file in the data dir keeps them raw;
+    # metadata, logs and failure text show them through mask_message.
+    data_set.write_result(result_path, {"sis_import": sis_import, "messages": messages})
     import_metadata = {**_import_metadata(sis_import, messages), **stats, "uploaded": True,
                        "zip_path": dg.MetadataValue.path(str(zip_path)),
                        "result_path": dg.MetadataValue.path(str(result_path))}
@@ -265,13 +264,14 @@ def _import(context: dg.AssetExecutionContext, canvas: CanvasClient, data_set: D
     state = sis_import.get("workflow_state")
     if state in FAILURE_STATES:
         errors = [m for m in messages if m["severity"] == "error"] or messages
-        detail = "; ".join(f"{m['file']}: {m['message']}" if m["file"] else str(m["message"]) for m in errors[:20])
+        detail = "; ".join(f"{m['file']}: {mask_message(m['message'])}" if m["file"] else mask_message(m["message"])
+                           for m in errors[:20])
         raise dg.Failure(
             description=f"Canvas SIS import {sis_import['id']} of the {data_set.label} data set ended {state}: "
             f"{detail or 'Canvas gave no message'}",
             metadata={**metadata, **import_metadata},
         )
-    return sis_import, raw_messages, import_metadata
+    return sis_import, messages, import_metadata
 
 
 def _baseline_metadata(data_set: DataSet) -> dict[str, int]:
@@ -301,7 +301,8 @@ def _log_messages(context: dg.AssetExecutionContext, data_set: DataSet, messages
                   result_path: Path) -> None:
     for m in messages[:MESSAGES_LOGGED]:
         log = context.log.error if m["severity"] == "error" else context.log.warning
-        log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: {m['message']}")
+        log(f"Canvas {m['severity']}: {m['file']} row {m['row'] if m['row'] is not None else '-'}: "
+            f"{mask_message(m['message'])}")
     rest = messages[MESSAGES_LOGGED:]
     if rest:
         errors = sum(1 for m in rest if m["severity"] == "error")
