@@ -1,7 +1,8 @@
 -- Every record of one SIS-import CSV classified against the last successfully imported copy:
 -- created, changed, deleted (now absent, which Canvas diffing drops, newly given a deleted status, or
--- newly given a deactivating one: a user turning suspended, an enrollment inactive) or unchanged. Records are matched on Canvas's identifying columns ($key_columns); only changed
--- records keep their values, for the masked sample.
+-- newly given a deactivating one: a user turning suspended, an enrollment inactive) or unchanged.
+-- Records are matched on Canvas's identifying columns ($key_columns); only changed records keep their
+-- values, for the masked sample.
 CREATE OR REPLACE TEMP TABLE changes AS
 WITH sides AS (
     SELECT 'previous' AS side, to_json(p) AS row_json
