@@ -336,11 +336,13 @@ def _has_messages(sis_import: dict[str, Any]) -> bool:
     key=DISTRICT_IMPORT,
     deps=DISTRICT_CSVS,
     check_specs=[dg.AssetCheckSpec(GUARD_CHECK, asset=DISTRICT_IMPORT,
-                                   description="Blocks the upload when too many users would be deleted or suspended.")],
+                                   description="Blocks the upload when too many users would be deleted or suspended, "
+                                   "or observer links removed.")],
     pool=CANVAS_POOL,
     group_name="canvas_upload",
     kinds={"canvas"},
-    description="SIS import of the district-wide data set (accounts, terms, users, observers).",
+    description="SIS import of the district-wide data set (accounts, terms, users), then the observer links "
+    "undiffed.",
 )
 def sis_import_district(context: dg.AssetExecutionContext, config: SisImportConfig, canvas: CanvasClient,
                         canvas_upload: CanvasUploadPolicy, mapping: MappingSettings, data_dir: DataDir):
