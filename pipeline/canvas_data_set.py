@@ -252,6 +252,8 @@ class DataSet:
                 reader = csv.reader(handle)
                 header = [column.strip().lower() for column in next(reader, [])]
                 positions = [header.index(c) for c in KEY_COLUMNS[file] if c in header]
+                if not positions:  # no identifying column (the import-rules check prevents it): no key to keep
+                    continue
                 by_row = {m["row"]: m for m in found}
                 rows: dict[int, list[str]] = {}
                 for m in found:
@@ -423,6 +425,8 @@ def _current_records(path: Path, keys: tuple[str, ...], wanted: set[tuple[str, .
         header = next(reader, [])
         positions = [i for i, column in enumerate(header) if column.strip().lower() in keys]
         positions.sort(key=lambda i: keys.index(header[i].strip().lower()))
+        if not positions:
+            return b"", 0
         writer.writerow(header)
         for values in reader:
             if tuple(values[i] if i < len(values) else "" for i in positions) in wanted:
