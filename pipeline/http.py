@@ -7,9 +7,10 @@ signature gets a fresh nonce and timestamp every time.
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx2
@@ -110,3 +111,14 @@ def send_with_retries(
             on_retry(attempt, f"HTTP {response.status_code}", delay)
         response.close()
         sleep(delay)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret, raw or as Python (str or bytes) or JSON escapes it, shown as `***`: an
+    error that quotes a request (a header value with a control character) shows the secret escaped."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            for form in (secret, repr(secret)[1:-1], repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
+                         json.dumps(secret)[1:-1]):
+                text = text.replace(form, "***")
+    return text

@@ -19,7 +19,7 @@ import httpx2
 from pydantic import Field
 
 from pipeline import settings
-from pipeline.http import RetryPolicy, send_with_retries
+from pipeline.http import RetryPolicy, redact, send_with_retries
 
 SUCCESS_STATES = frozenset({"imported", "imported_with_messages"})
 FAILURE_STATES = frozenset({"failed", "failed_with_messages", "aborted"})
@@ -131,7 +131,7 @@ class CanvasSession:
         return response
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        return redact(text, (self._token,) if self._token else ())
 
     def _pause_if_bucket_low(self, response: httpx2.Response) -> None:
         """Slow down before Canvas throttles: its leaky bucket refills while we wait."""

@@ -28,7 +28,7 @@ import httpx2
 from pydantic import Field
 
 from pipeline import settings
-from pipeline.http import UNSENDABLE, RetryPolicy, send_with_retries
+from pipeline.http import UNSENDABLE, RetryPolicy, redact, send_with_retries
 from pipeline.resources.oneroster_auth import (
     OAUTH1_SIGNATURE_METHODS,
     TOKEN_AUTH_METHODS,
@@ -748,22 +748,7 @@ class OneRosterSession:
 
     def _redact(self, text: str) -> str:
         issued = self._tokens.issued_values() if self._tokens is not None else ()
-        for secret in (*self._secrets, *issued):
-            if len(secret) >= 4:
-                for form in _quoted_forms(secret):
-                    text = text.replace(form, "***")
-        return text
-
-
-def _quoted_forms(secret: str) -> set[str]:
-    """The secret as it may appear in a message: itself, and as Python (str or bytes) or JSON escapes it,
-    which differ when it holds a control character (an error quoting a header value shows it escaped)."""
-    return {
-        secret,
-        repr(secret)[1:-1],
-        repr(secret.encode("utf-8", "backslashreplace"))[2:-1],
-        json.dumps(secret)[1:-1],
-    }
+        return redact(text, (*self._secrets, *issued))
 
 
 def _succeeded(future: Future) -> bool:
