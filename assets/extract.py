@@ -125,7 +125,7 @@ def write_snapshot(entity: Entity, pages: Iterable[Sequence], data_dir: DataDir,
                 table, problems = checked.table, checked.problems
                 if problems:
                     rows = sorted({p.row for p in problems})
-                    checks.note_rejected(checker.connection(), table.column("sourcedId").take(rows))
+                    checks.note_rejected(checker.connection(), table.take(rows))
                     table = _drop_rows(table, rows, offset=0)
                     rejects.write_table(_reject_rows(entity.name, records, problems))
                     report.rejected_records += len(rows)

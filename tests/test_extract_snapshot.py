@@ -245,6 +245,21 @@ def test_a_record_rejected_tonight_is_kept_at_last_nights_version_and_so_is_all_
     assert tonight["orgs"].carried_forward == 0 and tonight["orgs"].carried_forward_from is None
 
 
+@pytest.mark.parametrize("deleted", ["tobedeleted", " Inactive"])
+def test_a_record_the_sis_sends_as_deleted_is_never_carried_forward_even_when_rejected(data_dir, deleted):
+    feeds = lambda u2, e2: {"orgs": [org("o1")], "academicSessions": [session("t1")], "courses": [course("k1")],
+                            "classes": [a_class("c1", "k1")], "users": [user("u1", "o1"), u2],
+                            "enrollments": [enrollment("e1", "u1", "c1"), e2]}
+    night(data_dir, LAST_NIGHT, feeds(user("u2", "o1"), enrollment("e2", "u2", "c1")))
+    # The SIS deletes u2 and its enrollment, and the deleted user also breaks a rule (no username, no role).
+    for snapshot in (NIGHT, "2026-11-27"):
+        tonight = night(data_dir, snapshot, feeds(user("u2", "o1", status=deleted, role=""),
+                                                  enrollment("e2", "u2", "c1", status=deleted, role="")))
+        # Last night's live versions would bring the student back every night: they stay out.
+        assert ids(tonight["users"]) == ["u1"] and ids(tonight["enrollments"]) == ["e1"]
+        assert tonight["users"].carried_forward == 0 and tonight["enrollments"].carried_forward == 0
+
+
 def test_a_carried_forward_record_must_still_resolve_its_references_tonight(data_dir):
     night(data_dir, LAST_NIGHT, {
         "orgs": [org("o1")],

@@ -333,13 +333,16 @@ def _rejects_reader(
 
 # --- carrying forward last night's version of a rejected record --------------------------------------
 
-def note_rejected(conn: duckdb.DuckDBPyConnection, sourced_ids: pa.Array | pa.ChunkedArray) -> None:
-    """Remember the sourcedIds of records a record rule rejected while streaming (null when the
-    sourcedId itself was unreadable), for `carry_forward`."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected_ids (sourcedId VARCHAR)")
-    conn.register("streamed_rejects", pa.table({"sourcedId": sourced_ids}))
+REJECTED_IDS_COLUMNS = "(sourcedId VARCHAR, status VARCHAR)"
+
+
+def note_rejected(conn: duckdb.DuckDBPyConnection, rejected: pa.Table) -> None:
+    """Remember the sourcedId and status of records a record rule rejected while streaming (sourcedId
+    null when it was unreadable), for `carry_forward`."""
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS rejected_ids {REJECTED_IDS_COLUMNS}")
+    conn.register("streamed_rejects", rejected.select(["sourcedId", "status"]))
     try:
-        conn.execute("INSERT INTO rejected_ids SELECT sourcedId FROM streamed_rejects")
+        conn.execute("INSERT INTO rejected_ids SELECT sourcedId, status FROM streamed_rejects")
     finally:
         conn.unregister("streamed_rejects")
 
@@ -368,7 +371,7 @@ def carry_forward(
     enrollment of a carried-forward user resolves, while a class whose course is in neither
     tonight's feed nor carried forward is not carried either (and gets a reject row saying why).
     """
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rejected_ids (sourcedId VARCHAR)")
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS rejected_ids {REJECTED_IDS_COLUMNS}")
     columns = ", ".join(f"previous.{_quoted(c)}" for c in schema.names)
     conn.execute(_sql("extract_carry_forward.sql").format(columns=columns), {"staging": str(staging), "previous": str(previous)})
     params: dict[str, str] = {}
