@@ -457,3 +457,47 @@ def test_a_link_next_that_leads_back_to_a_page_already_read_is_stopped():
     assert "Link rel=next leads back to a page already read" in str(caught.value)
     assert [q.get("cursor") for q in queries] == [None, "10"]
 
+
+
+def test_a_failure_status_on_a_200_echoing_secrets_keeps_them_out_of_the_error():
+    def answer(query):
+        refusal = {"statusInfoSet": [{"imsx_codeMajor": "failure", "imsx_severity": "error",
+                                      "imsx_codeMinor": "unauthorisedrequest",
+                                      "imsx_description": "vendor key VENDORKEY:VSECRET-9 not valid"}]}
+        return 200, {}, refusal
+
+    with provider(answer) as (root, _):
+        session_client = client(root, extra_headers={"x-vendor-authorization": "VENDORKEY:VSECRET-9"}, max_retries=0)
+        with session_client.open() as session:
+            for call in (lambda: session.get("/orgs"), lambda: list(session.iter_pages("/orgs", envelope_keys=("orgs",)))):
+                with pytest.raises(OneRosterError) as caught:
+                    call()
+                assert "unauthorisedrequest" in str(caught.value) and "VSECRET-9" not in str(caught.value)
+
+
+def test_records_added_during_a_concurrent_read_are_not_taken_for_a_deletion():
+    records = schools(9)
+    lock = threading.Lock()
+    slow_page_served = threading.Event()
+
+    first_pages = []
+
+    def answer(query):
+        offset = int(query.get("offset", 0))
+        if offset == 0:
+            first_pages.append(offset)
+        if offset == 3:
+            slow_page_served.wait(5)  # served after the insert below, as a slow page would be
+        with lock:
+            total, rows = len(records), records[offset:offset + 3]
+            if offset == 6:  # the SIS adds a school right after serving this page
+                records.append({**records[0], "sourcedId": f"new{len(records)}"})
+                slow_page_served.set()
+        return 200, {"X-Total-Count": str(total)}, {"orgs": rows}
+
+    with provider(answer) as (root, _):
+        with client(root, max_concurrency=4, page_size=3).open() as session:
+            read = session.read_collection("/orgs", lambda pages: [r["sourcedId"] for p in pages for r in p],
+                                           envelope_keys=("orgs",))
+    assert read[:9] == [r["sourcedId"] for r in schools(9)]
+    assert len(first_pages) == 1  # one read: nothing was taken for a deletion

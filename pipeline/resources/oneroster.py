@@ -260,18 +260,23 @@ class _Read:
     decode: PageDecoder | None
     rows: int = 0  # yielded so far
     total: int | None = None  # the largest X-Total-Count seen
+    first_total: int | None = None  # the X-Total-Count of the first page answered with one
     edges: tuple[Any, Any] | None = None  # sourcedIds of the first and last record of the page yielded last
 
     def saw_total(self, page: Page) -> None:
         if page.total is None:
             return
-        if self.total is not None and page.total < self.total:
+        # Below the first total, not below the largest: pages are asked for concurrently, so a page the
+        # provider served before a record was added can arrive after one served after it.
+        if self.first_total is not None and page.total < self.first_total:
             raise CollectionShrank(
-                f"GET {self.path}: X-Total-Count fell from {self.total} to {page.total} during the read (records "
+                f"GET {self.path}: X-Total-Count fell from {self.first_total} to {page.total} during the read (records "
                 "deleted meanwhile: the rows after them moved up, and one may have slipped into a page already read)",
                 endpoint=self.path,
             )
-        self.total = page.total
+        if self.first_total is None:
+            self.first_total = page.total
+        self.total = max(self.total or 0, page.total)
 
     def counted(self, rows: Sequence, *, offset: int) -> Sequence:
         edges = _edge_ids(rows)
@@ -524,7 +529,7 @@ class OneRosterSession:
             self._raise_failure_status(path, response, status)
             rows = _envelope_rows(payload, envelope_keys, path)
             if status and ((status.code_major or "").lower() != "success" or (status.severity or "").lower() != "status"):
-                log.warning("GET %s offset=%d: provider status %s", path, offset, status)
+                log.warning("GET %s offset=%d: provider status %s", path, offset, self._redact(str(status)))
         self.stats.add(pages_fetched=1)
         links = response.links
         return Page(
@@ -537,12 +542,11 @@ class OneRosterSession:
             says_last=bool(links) and "next" not in links,
         )
 
-    @staticmethod
-    def _raise_failure_status(path: str, response: httpx2.Response, status: StatusInfo | None) -> None:
+    def _raise_failure_status(self, path: str, response: httpx2.Response, status: StatusInfo | None) -> None:
         """A 200 whose statusInfoSet says codeMajor=failure carries no (or no trustworthy) data."""
         if status and (status.code_major or "").lower() == "failure":
             raise OneRosterError(
-                f"GET {response.request.url} answered HTTP {response.status_code} with a failure status ({status})",
+                self._redact(f"GET {response.request.url} answered HTTP {response.status_code} with a failure status ({status})"),
                 endpoint=path,
                 status_code=response.status_code,
                 status_info=status,
