@@ -185,10 +185,20 @@ def _upload_pinned(context: dg.AssetExecutionContext, data_set: DataSet, config:
     }
     last = data_set.last_import()
     retries = data_set.pending_retries()
+    exceeded = data_set.last_threshold_exceeded_import()
     if not remaster and data_set.unchanged_since_last_import(fingerprints):
         reason = f"files are byte-identical to successful import {last['import_id']}: nothing uploaded"
         context.log.info(f"{data_set.label}: {reason}")
         metadata.update({"uploaded": False, "skip_reason": reason, "canvas/import_id": int(last["import_id"])})
+    elif not (remaster or approved) and exceeded and exceeded.get("sha256") == {
+            f: fingerprints[f] for f in data_set.diffed_files}:
+        # Canvas would again apply these bytes without diffing: one more exceedance, nothing gained, and
+        # after five in a row Canvas refuses the data set until a remaster.
+        advice = _threshold_exceeded_advice(data_set, {"id": exceeded["import_id"]}, policy, last)
+        reason = (f"files are byte-identical to import {exceeded['import_id']}, which Canvas applied without "
+                  f"diffing: not sent again. {advice}")
+        context.log.warning(f"{data_set.label}: {reason}")
+        metadata.update({"uploaded": False, "skip_reason": reason, "canvas/import_id": int(exceeded["import_id"])})
     else:
         params = {
             "diffing_data_set_identifier": identifier,
@@ -288,8 +298,9 @@ def _threshold_exceeded_advice(data_set: DataSet, sis_import: dict[str, Any], po
     return (
         f"{data_set.label}: Canvas skipped diffing SIS import {sis_import['id']} (the row count changed by more than "
         f"change_threshold {policy.change_threshold} %): it applied every row but dropped nothing, and keeps diffing "
-        f"this data set against {base}; so does the pipeline (guard, dry run, skip). The files are uploaded again "
-        f"each night and what is missing since {base} is dropped once the change is within the threshold. To drop it "
+        f"this data set against {base}; so does the pipeline (guard, dry run, skip). Changed files are uploaded "
+        f"again each night (the same files are not: each would count as another exceedance), and what is missing "
+        f"since {base} is dropped once the change is within the threshold. To drop it "
         f"now, check the dry run and approve it for one run: run tag {APPROVE_MASS_DELETE_TAG}={data_set.name} (lifts "
         f"change_threshold for that import). To keep the records instead, remaster: run tag "
         f"{REMASTER_TAG}={data_set.name} (applies in full, drops nothing, later imports diff against it). Five "

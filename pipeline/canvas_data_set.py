@@ -105,9 +105,11 @@ class DataSet:
         return self.directory / (LAST_IMPORTED_UNDIFFED if file in UNDIFFED_FILES else LAST_IMPORTED) / f"{file}.csv"
 
     def last_imported_dir(self) -> Path:
-        """The folder of the files of the last successful import (it may not exist)."""
-        self._restore_interrupted_swap()
-        return self.directory / LAST_IMPORTED
+        """The folder of the files of the last successful import (it may not exist). For readers in other
+        steps (the term build): it repairs nothing, since an upload may be between the two renames of its
+        swap; where the current baseline is missing it is the retired one."""
+        current, retired = self.directory / LAST_IMPORTED, self._retired_baseline()
+        return retired if not current.exists() and retired.is_dir() else current
 
     @property
     def zip_path(self) -> Path:

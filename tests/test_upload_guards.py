@@ -287,3 +287,13 @@ def test_rejected_records_are_keyed_from_the_quoted_row_or_the_uploaded_row(data
     contents, deletes, retried = data_set.undiffed_contents(False, rejected)
     assert (deletes, retried) == (0, 1)  # S9 is not in sections.csv any more: nothing to re-send
     assert contents == {"enrollments": b"course_id,section_id,user_id,role,status\nC1,S1,u2,student,active\n"}
+
+
+def test_the_term_build_reads_an_interrupted_baseline_swap_without_repairing_it(data_dir):
+    # An upload between its two renames has only the retired baseline; a reader in another step must not
+    # rename it back under the upload (its second rename would then fail after Canvas applied the import).
+    data_set = DataSet.for_name(data_dir, TERM)
+    retired = data_set.directory / ".last_imported.old"
+    retired.mkdir(parents=True)
+    assert data_set.last_imported_dir() == retired and retired.is_dir()
+    assert not (data_set.directory / "last_imported").exists()
