@@ -5,7 +5,8 @@ changed), or every course provisioned in the term. Each run works in its own fol
 `gradebook/term=<key>/runs/<root run id>/` (export and objects Parquet), so runs never read each other's
 half-written files; a re-execution continues in its root run's folder, and an asset materialized on its
 own reads its upstream's latest materialization of the term. The term's ledger
-(`gradebook/term=<key>/ledger.sqlite`) is what runs share.
+(`gradebook/term=<key>/ledger.sqlite`) is what runs share; one run of a term sends at a time (an OS lock
+beside the ledger), and never an export older than one a run already began sending.
 """
 
 
@@ -22,11 +23,11 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from assets.extract import asset_key as oneroster_key
-from pipeline.datadir import DataDir, remove_folder
+from pipeline.datadir import DataDir, atomic_path, remove_folder
 from pipeline.partitions import school_term_partitions
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.export import SCHEMAS, gather, provisioned_courses
-from pipeline.passback.ledger import Ledger
+from pipeline.passback.export import SCHEMAS, export_path, gather, provisioned_courses
+from pipeline.passback.ledger import Ledger, term_send_lock
 from pipeline.passback.objects import (
     SnapshotPaths,
     bind_inputs,
@@ -57,6 +58,9 @@ LEDGER_SCHEMA = dg.TableSchema(columns=[
 # A run in one of these states may still read its folder or write to the SIS.
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                        dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# Beside the objects: when Canvas was read for each course they came from (sis_passback refuses to send
+# an export older than one a run already began sending).
+EXPORT_TIMES = "export_times"
 RUNS_KEPT = 20  # run folders kept per term for inspection; older ones are removed
 ROWS_SHOWN = 100
 
@@ -166,6 +170,24 @@ def canvas_export(context: dg.AssetExecutionContext, config: GradebookExportConf
     )
 
 
+def _record_export_times(export_dir: Path, objects_dir: Path) -> None:
+    times = pq.read_table(export_path(export_dir, "courses"), columns=["sis_course_id", "gathered_at"])
+    with atomic_path(object_path(objects_dir, EXPORT_TIMES)) as tmp:
+        pq.write_table(times, tmp)
+
+
+def _export_times(objects_dir: Path) -> dict[str, str]:
+    """SIS course id → when the export the objects were computed from read the course (ISO UTC)."""
+    path = object_path(objects_dir, EXPORT_TIMES)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{objects_dir} does not say when Canvas was read (computed by an older rosterbridge), so it could hold "
+            "grades older than the SIS has: start a new run, or materialize gradebook/oneroster_objects again"
+        )
+    return {row["sis_course_id"]: row["gathered_at"].astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+            for row in pq.read_table(path).to_pylist()}
+
+
 def _snapshot(data_dir: DataDir) -> SnapshotPaths:
     paths = data_dir.snapshot_paths(("classes", "academicSessions", "users"))
     return SnapshotPaths(classes=paths["classes"], academic_sessions=paths["academicSessions"], users=paths["users"])
@@ -203,6 +225,7 @@ def oneroster_objects(context: dg.AssetExecutionContext, config: OneRosterObject
         bind_inputs(conn, export_dir, _snapshot(data_dir), passback, as_of, sis_categories)
         build_objects(conn)
         counts = write_objects(conn, objects_dir)
+        _record_export_times(export_dir, objects_dir)
         skipped = conn.execute(
             "SELECT kind, reason, count(*) AS n FROM skipped GROUP BY ALL ORDER BY n DESC, kind, reason"
         ).fetchall()
@@ -251,12 +274,17 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
         row["sis_course_id"]: row["graded_through"]
         for row in pq.read_table(object_path(objects_dir, "gathered_courses")).to_pylist()
     }
+    exported = _export_times(objects_dir)
+    gradebook_dir = data_dir.gradebook_dir(term)
     started = time.monotonic()
-    with Ledger.for_term(data_dir.gradebook_dir(term)) as ledger, oneroster.open() as session:
-        writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
-        with connect() as conn:
-            report = send_changes(conn, objects_dir, ledger, writer, gathered=gathered, run_id=context.run.run_id,
-                                  delete_line_items=passback.delete_line_items, log=context.log.info)
+    # One sending run per term, whoever launched it; and never an export older than one already being sent.
+    with term_send_lock(gradebook_dir, term), Ledger.for_term(gradebook_dir) as ledger:
+        ledger.claim_courses(exported, context.run.run_id)
+        with oneroster.open() as session:
+            writer = GradebookWriter(session, ledger, max_concurrency=session.max_concurrency, log=context.log.info)
+            with connect() as conn:
+                report = send_changes(conn, objects_dir, ledger, writer, gathered=gathered, run_id=context.run.run_id,
+                                      delete_line_items=passback.delete_line_items, log=context.log.info)
         rejections = ledger.rejections(ROWS_SHOWN)
         outstanding = ledger.rejection_count()
         held = ledger.counts()
@@ -270,7 +298,7 @@ def sis_passback(context: dg.AssetExecutionContext, data_dir: DataDir, passback:
             "accepted_hash": [(OBJECTS, "payload_hash")],
             "rejected_hash": [(OBJECTS, "payload_hash")],
         }),
-        "ledger": dg.MetadataValue.path(str(data_dir.gradebook_dir(term) / "ledger.sqlite")),
+        "ledger": dg.MetadataValue.path(str(gradebook_dir / "ledger.sqlite")),
         "courses": report.courses_synced,
         "unchanged": report.unchanged,
         **{f"sent/{name}": stats.sent for name, stats in report.phases.items()},

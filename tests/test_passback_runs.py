@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import dagster as dg
@@ -41,10 +42,28 @@ def point_at(s, monkeypatch) -> None:
         "data_dir": s.data_dir.root, "roster": s.roster.base_url, "token_url": s.roster.token_url,
         "canvas": s.canvas.base_url,
     }))
+    # Dagster keeps the last reconstructed job process-wide (keyed by its code pointer, the same in every
+    # test): forget it, or this test would run with the previous test's (stopped) servers.
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
 
 
 def step_failures(result: dg.ExecuteJobResult) -> list[str]:
     return [e.step_key for e in result.all_events if e.is_step_failure]
+
+
+def failure_messages(result: dg.ExecuteJobResult) -> list[str]:
+    """Each failed step's error with its causes (Dagster wraps the asset's exception)."""
+    messages = []
+    for event in (e for e in result.all_events if e.is_step_failure):
+        error, chain = event.event_specific_data.error, []
+        while error is not None:
+            chain.append(error.message)
+            error = error.cause
+        messages.append(" <- ".join(chain))
+    return messages
 
 
 def test_a_run_that_failed_at_the_sis_is_re_executed_from_failure(tmp_path, monkeypatch):
@@ -66,6 +85,84 @@ def test_a_run_that_failed_at_the_sis_is_re_executed_from_failure(tmp_path, monk
         assert steps == {"gradebook__sis_passback"}  # the export and objects of the failed run were used
         held = {k: v for k, v in s.provider_results().items() if k[1] is not None}
         assert held == s.canvas_expected()
+
+
+def test_re_executing_an_old_failed_run_never_sends_its_grades_over_a_newer_runs(tmp_path, monkeypatch):
+    with stack(tmp_path) as s:
+        point_at(s, monkeypatch)
+        job = dg.reconstructable(passback_job)
+        s.roster.allow_category_writes = False  # run 1 fails at the SIS, its old export stays in its folder
+        with dg.execute_job(job, s.instance, tags={"dagster/partition": TERM}, raise_on_error=False) as first:
+            assert step_failures(first) == ["gradebook__sis_passback"]
+            failed_run = first.run_id
+        s.roster.allow_category_writes = True
+        (klass, assignment, student), _ = next(
+            (k, v) for k, v in sorted(s.canvas_expected().items()) if v[0] == "fully graded")
+        course = s.canvas.db.query("SELECT c.sis_id AS course FROM sections sec JOIN courses c ON c.id = sec.course_id "
+                                   "WHERE sec.sis_id = ?", (klass,))[0]["course"]
+        s.canvas.set_grade(course, assignment, student, score=1.5)  # the teacher changes the grade
+        with dg.execute_job(job, s.instance, tags={"dagster/partition": TERM}, raise_on_error=False) as second:
+            assert second.success  # run 2 sends 1.5
+        assert s.provider_results()[(klass, assignment, student)] == ("fully graded", 1.5)
+        requests_before = s.roster.stats.requests
+
+        options = dg.ReexecutionOptions.from_failure(failed_run, s.instance)
+        with dg.execute_job(job, s.instance, reexecution_options=options, tags={"dagster/partition": TERM},
+                            raise_on_error=False) as again:
+            assert step_failures(again) == ["gradebook__sis_passback"]
+            [message] = failure_messages(again)
+        assert "a newer passback run of this term already sent newer grades for" in message
+        assert "start a new run instead of re-executing this one" in message
+        assert s.roster.stats.requests == requests_before  # nothing at all was sent
+        assert s.provider_results()[(klass, assignment, student)] == ("fully graded", 1.5)
+
+        # A new run is what to do: it sends nothing, the SIS already holds Canvas's grades.
+        with dg.execute_job(job, s.instance, tags={"dagster/partition": TERM}, raise_on_error=False) as third:
+            assert third.success
+        assert {k: v for k, v in s.provider_results().items() if k[1] is not None} == s.canvas_expected()
+
+
+def test_two_sends_of_one_term_never_overlap_however_they_were_launched(tmp_path):
+    with stack(tmp_path) as s:
+        s.roster.allow_category_writes = False  # a first run leaves objects to send and sends none of them
+        assert not s.defs.resolve_job_def("gradebook_passback").execute_in_process(
+            partition_key=TERM, instance=s.instance, raise_on_error=False).success
+        assert not s.provider_results()
+        s.roster.allow_category_writes = True
+        s.roster.latency_seconds = 0.01  # slow enough for the second send to start while the first is sending
+
+        # Two runs of only gradebook/sis_passback, as `dagster asset materialize` starts them: in process,
+        # without the sensor's tag, so no run-queue limit holds them; only the send lock does.
+        passback_only = s.defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={passback.PASSBACK})
+        results: dict[str, dg.ExecuteInProcessResult] = {}
+
+        def send(name: str) -> None:
+            results[name] = passback_only.execute_in_process(partition_key=TERM, instance=s.instance,
+                                                             raise_on_error=False)
+
+        requests_before = s.roster.stats.requests
+        first = threading.Thread(target=send, args=("first",))
+        first.start()
+        deadline = time.monotonic() + 60
+        while s.roster.stats.requests == requests_before:  # the first run is sending
+            assert first.is_alive() and time.monotonic() < deadline
+            time.sleep(0.01)
+        send("second")
+        first.join(timeout=120)
+        assert s.roster.stats.requests > requests_before + 1 and first.is_alive() is False
+
+        assert results["first"].success
+        assert not results["second"].success
+        [message] = failure_messages(results["second"])
+        assert f"another passback run of term {TERM} is sending to the SIS now" in message
+        # Every object went to the SIS exactly once: one PUT per object the ledger holds, nothing else.
+        held = results["first"].get_asset_materialization_events()[0].materialization.metadata["ledger_accepted"]
+        assert s.roster.stats.requests - requests_before == sum(held.value.values())
+        assert {k: v for k, v in s.provider_results().items() if k[1] is not None} == s.canvas_expected()
+
+        # The lock is released with the send: the next run goes ahead (and has nothing left to send).
+        after = passback_only.execute_in_process(partition_key=TERM, instance=s.instance)
+        assert after.get_asset_materialization_events()[0].materialization.metadata["sent"].value == 0
 
 
 def test_objects_and_passback_materialized_on_their_own_use_the_latest_upstream(tmp_path):

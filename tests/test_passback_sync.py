@@ -18,7 +18,14 @@ from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, D
 from pipeline.demo.source import Selection, ref_id
 from pipeline.passback import ids
 from pipeline.passback.config import PassbackSettings
-from pipeline.passback.ledger import Accepted, Ledger, Rejected
+from pipeline.passback.ledger import (
+    Accepted,
+    AnotherRunSending,
+    Ledger,
+    NewerGradesSent,
+    Rejected,
+    term_send_lock,
+)
 from pipeline.passback.objects import (
     SnapshotPaths,
     bind_inputs,
@@ -374,3 +381,39 @@ def test_a_category_title_spelled_differently_by_another_course_does_not_rename_
         report = passback(tmp_path, srv, run="other-spelling")
         assert report.phases["categories"].sent == 0
         assert srv.store.get("categories", category)["title"] == "Homework"
+
+
+def test_a_course_claimed_by_a_newer_export_refuses_an_older_one_and_records_nothing(tmp_path):
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.claim_courses({"c1": "2026-11-26T10:00:00.000+00:00", "c2": "2026-11-26T10:00:00.000+00:00"}, "new")
+        with pytest.raises(NewerGradesSent, match="already sent newer grades for 1 courses \\(c1: .*start a new run"):
+            ledger.claim_courses({"c1": "2026-11-26T09:00:00.000+00:00", "c3": "2026-11-26T09:00:00.000+00:00"}, "old")
+        ledger.claim_courses({"c3": "2026-11-26T08:00:00.000+00:00"}, "older")  # c3 was not claimed by the refusal
+        ledger.claim_courses({"c1": "2026-11-26T10:00:00.000+00:00"}, "new")  # the same export again (re-execution)
+        ledger.claim_courses({"c2": "2026-11-26T11:00:00.000+00:00"}, "newer")
+
+
+def test_the_send_lock_of_a_term_is_held_until_its_process_ends_even_when_killed(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from pathlib import Path
+            from pipeline.passback.ledger import term_send_lock
+            with term_send_lock(Path({str(tmp_path)!r}), "t1"):
+                print("locked", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AnotherRunSending, match="another passback run of term t1 is sending to the SIS now"):
+            with term_send_lock(tmp_path, "t1"):
+                pass
+        with term_send_lock(tmp_path / "other-term", "t2"):  # other terms are not held
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with term_send_lock(tmp_path, "t1"):  # the OS released it with the killed process
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 LEDGER_FILE = "ledger.sqlite"
+SEND_LOCK_FILE = "passback.lock"
 COURSES_PER_QUERY = 500
 
 _SCHEMA = """
@@ -45,7 +47,40 @@ CREATE TABLE IF NOT EXISTS courses (
     synced_at         TEXT NOT NULL,      -- when a run last finished sending the course
     run_id            TEXT
 );
+CREATE TABLE IF NOT EXISTS course_exports (
+    sis_course_id     TEXT PRIMARY KEY,
+    gathered_at       TEXT NOT NULL,      -- the newest Canvas export of the course a run has begun sending
+    run_id            TEXT
+);
 """
+
+
+class AnotherRunSending(RuntimeError):
+    """Another passback run of the term holds the term's send lock."""
+
+
+class NewerGradesSent(RuntimeError):
+    """A run began sending a newer Canvas export of some of these courses than this run's."""
+
+
+@contextlib.contextmanager
+def term_send_lock(gradebook_dir: Path, term: str) -> Iterator[None]:
+    """Hold the term's exclusive send lock, or fail at once if another passback run holds it.
+
+    An OS lock (flock) on a file beside the ledger, not a Dagster tag limit: runs launched by hand, in
+    process or by another instance are held too, and the OS releases it when the holder's process ends,
+    however it ends, so a killed run never leaves the term locked."""
+    gradebook_dir.mkdir(parents=True, exist_ok=True)
+    with open(gradebook_dir / SEND_LOCK_FILE, "a") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AnotherRunSending(
+                f"another passback run of term {term} is sending to the SIS now: two runs of a term would PUT the "
+                "same objects and the one finishing last could overwrite newer grades; nothing was sent by this "
+                "run (its courses are requested again by the sensor, or start a run once the other one ends)"
+            ) from None
+        yield  # closing the file releases the lock
 
 
 @dataclass(frozen=True)
@@ -187,6 +222,31 @@ class Ledger:
                     synced_at = excluded.synced_at, run_id = excluded.run_id
                 """,
                 [(course, through, now, run_id) for course, through in graded_through.items()],
+            )
+
+    def claim_courses(self, gathered_at: dict[str, str], run_id: str) -> None:
+        """Before sending, record that this run sends each course's export gathered at `gathered_at`
+        (ISO UTC texts of one format, so text order is time order), or refuse them all, recording
+        nothing, when a run already began sending a newer export of any: the re-execution of an old
+        failed run would otherwise put its old grades over newer ones. An export as new as the claim
+        (the same run re-executed, or two runs of one export) passes."""
+        with self._transaction() as conn:
+            claimed = dict(self._for_courses(
+                "SELECT sis_course_id, gathered_at FROM course_exports WHERE sis_course_id IN ({})", sorted(gathered_at)
+            ))
+            newer = sorted(c for c, at in gathered_at.items() if c in claimed and claimed[c] > at)
+            if newer:
+                raise NewerGradesSent(
+                    f"a newer passback run of this term already sent newer grades for {len(newer)} courses "
+                    f"({', '.join(newer[:10])}{', ...' if len(newer) > 10 else ''}: this run's Canvas export is older "
+                    "than theirs): start a new run instead of re-executing this one; nothing was sent"
+                )
+            conn.executemany(
+                """
+                INSERT INTO course_exports (sis_course_id, gathered_at, run_id) VALUES (?, ?, ?)
+                ON CONFLICT (sis_course_id) DO UPDATE SET gathered_at = excluded.gathered_at, run_id = excluded.run_id
+                """,
+                [(course, at, run_id) for course, at in gathered_at.items()],
             )
 
     # --- reading -----------------------------------------------------------------------------------
