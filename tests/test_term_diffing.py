@@ -92,3 +92,21 @@ def test_an_enrollment_sent_as_deleted_stays_deleted_when_the_sis_stops_sending_
                        enrollments=[e for e in night_2["enrollments"] if e["classSourcedId"] != "cls-f1"])
         sync_night(data_dir, instance, canvas, mapping, night_3, "2026-09-04")
         assert not [r for r in read_csv(data_dir.canvas_dir("fall-2026") / "enrollments.csv") if r["user_id"] == "u-x"]
+
+
+@pytest.mark.parametrize("change", ["new duplicate with a smaller id", "holder suspended"])
+def test_a_user_canvas_knows_keeps_their_login_against_a_new_duplicate(data_dir, instance, change):
+    mapping = MappingSettings()
+    night_1 = district(["fall-2026"])
+    night_1["users"] += [user(f"u-f{i:02d}", "student", "F", f"F{i}") for i in range(30)]  # under the guard
+    night_1["users"].append(user("u-zz", "student", "Ann", "Smith", username="ann.smith"))
+    night_1["enrollments"].append(enrollment("e-zz", "u-zz", "cls-f1", "student"))
+    users = night_1["users"] + [user("u-aa", "student", "Ann", "Smith", username="Ann.Smith")]  # a clerk's duplicate
+    if change == "holder suspended":
+        users = [dict(u, enabledUser=False) if u["sourcedId"] == "u-zz" else u for u in users]
+    with DemoCanvasServer(polls_to_finish=1) as canvas:
+        sync_night(data_dir, instance, canvas, mapping, night_1, "2026-09-01")
+        sync_night(data_dir, instance, canvas, mapping, dict(night_1, users=users), "2026-09-02")
+        held = {u["sis_id"]: u["workflow_state"] for u in canvas.state.users() if u["sis_id"] in ("u-zz", "u-aa")}
+        assert held == {"u-zz": "suspended" if change == "holder suspended" else "active"}  # u-aa left out, counted
+        assert [e["workflow_state"] for e in canvas.state.enrollments() if e["user_sis_id"] == "u-zz"] == ["active"]

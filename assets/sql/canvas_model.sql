@@ -180,57 +180,11 @@ WHERE getvariable('observers')
 
 CREATE VIEW rb_user_without_login AS SELECT user_id, role FROM rb_user WHERE login_id IS NULL;
 
--- A login belongs to one SIS user. Canvas compares logins ignoring case and refuses a login another
--- SIS id has claimed ("... has already claimed ...'s user_id requested login information"); by the
--- rules the blocking check applies (pipeline/canvas_rules.py, as the demo Canvas), a deleted user's
--- login stays claimed too. So of the users whose login_id is equal ignoring case, one keeps it and the
--- others are left out like users without a login_id. It goes to whoever can still sign in with it:
--- an active user before a suspended one before a deleted one (real Canvas frees a deleted user's
--- login, so the keeper's login is never one Canvas has to refuse), then the smallest sourcedId, so the
--- same user keeps it every night whatever order the SIS pages in. Records of one sourcedId never
--- conflict with each other (they are one Canvas user).
--- A table, built once per session (one scan of the users): only users whose login is shared are
--- ranked, and every later use of rb_canvas_user is an anti join with a table that is nearly always empty.
-CREATE TABLE rb_user_with_conflicting_login AS
-SELECT user_id, role, login_owner_id
-FROM (
-    SELECT
-        user_id,
-        role,
-        first(user_id) OVER (
-            PARTITION BY login_key
-            ORDER BY CASE status WHEN 'active' THEN 0 WHEN 'deleted' THEN 2 ELSE 1 END, user_id
-        ) AS login_owner_id
-    FROM (
-        SELECT user_id, role, status, lower(login_id) AS login_key
-        FROM rb_user
-        WHERE login_id IS NOT NULL
-        QUALIFY count(*) OVER (PARTITION BY login_key) > 1
-    )
-)
-WHERE user_id <> login_owner_id;
-
-CREATE VIEW rb_canvas_user AS
-SELECT * FROM rb_user u
+-- Users whose login_id another user also has, ignoring case: canvas_model_users.sql decides who keeps
+-- it (after the session has read, only when there are any, who held it in Canvas's last import). A
+-- table, built once per session (one scan of the users), nearly always empty.
+CREATE TABLE rb_shared_login_user AS
+SELECT user_id, role, status, lower(login_id) AS login_key
+FROM rb_user
 WHERE login_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM rb_user_with_conflicting_login c WHERE c.user_id = u.user_id);
-
--- Guardian <-> student links: OneRoster lists agents on either side, so both directions count.
-CREATE VIEW rb_canvas_user_observer AS
-WITH guardian AS (
-    SELECT * FROM rb_canvas_user WHERE list_contains(getvariable('guardian_roles'), role)
-), student AS (
-    SELECT * FROM rb_canvas_user WHERE role = 'student'
-), link AS (
-    SELECT user_id AS observer_id, unnest(agent_ids) AS student_id FROM guardian
-    UNION
-    SELECT unnest(agent_ids) AS observer_id, user_id AS student_id FROM student
-)
-SELECT
-    link.observer_id,
-    link.student_id,
-    CASE WHEN g.status = 'deleted' OR s.status = 'deleted' THEN 'deleted' ELSE 'active' END AS status
-FROM link
-JOIN guardian g ON g.user_id = link.observer_id
-JOIN student s ON s.user_id = link.student_id
-WHERE getvariable('observers') AND link.observer_id <> link.student_id;
+QUALIFY count(*) OVER (PARTITION BY login_key) > 1;

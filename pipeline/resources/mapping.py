@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import settings
-from pipeline.canvas_data_set import DELETED_ENROLLMENTS
+from pipeline.canvas_data_set import DELETED_ENROLLMENTS, DISTRICT, DataSet
 from pipeline.datadir import DataDir
 from pipeline.oneroster.schema import ENTITIES
 
@@ -196,6 +196,8 @@ class MappingSettings(dg.ConfigurableResource):
             _register_sources(conn, data_dir)
             self._install(conn, term_id)
             conn.execute(sql_text("canvas_model"))
+            _register_imported_logins(conn, DataSet.for_name(data_dir, DISTRICT).last_imported_dir() / "users.csv")
+            conn.execute(sql_text("canvas_model_users"))
             if term_id is not None:
                 _register_last_import(conn, last_import)
                 conn.execute(sql_text("canvas_term_model"))
@@ -235,6 +237,17 @@ class MappingSettings(dg.ConfigurableResource):
         conn.execute(
             _template_macro("rb_term_name", self.term_name_template, TERM_NAME_FIELDS, "MAPPING_TERM_NAME_TEMPLATE")
         )
+
+
+def _register_imported_logins(conn: duckdb.DuckDBPyConnection, users_csv: Path) -> None:
+    """rb_imported_login(user_id, login_key): the logins the district's last Canvas import gave the users
+    whose login is shared now (users.csv is read only when some login is: nearly never)."""
+    if users_csv.is_file() and conn.execute("SELECT count(*) FROM rb_shared_login_user").fetchone()[0]:
+        conn.execute(f"CREATE TABLE rb_imported_login AS SELECT i.user_id, lower(trim(i.login_id)) AS login_key "
+                     f"FROM read_csv({sql_literal(str(users_csv))}, header = true, all_varchar = true) i "
+                     "SEMI JOIN rb_shared_login_user s ON s.user_id = i.user_id")
+    else:
+        conn.execute("CREATE TABLE rb_imported_login (user_id VARCHAR, login_key VARCHAR)")
 
 
 def _register_last_import(conn: duckdb.DuckDBPyConnection, folder: Path | None) -> None:
