@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.datadir import DataDir, atomic_write_bytes, atomic_write_text, remove_folder
+from pipeline.datadir import DataDir, atomic_path, atomic_write_bytes, atomic_write_text, remove_folder
 
 DISTRICT = "district"
 DISTRICT_FILES = ("accounts", "terms", "users", "user_observers")
@@ -63,6 +63,8 @@ IMPORT_RECORD = "import.json"
 # only, never a baseline (Canvas keeps diffing against the last import it diffed or remastered).
 THRESHOLD_EXCEEDED_RECORD = "threshold_exceeded_import.json"
 DELETED_ENROLLMENTS = "deleted_enrollments.csv"  # beside the imported enrollments.csv in last_imported/
+# The same for an import Canvas applied without diffing since the baseline (beside the data set's CSVs).
+EXCEEDED_DELETED_ENROLLMENTS = "threshold_exceeded_deleted_enrollments.csv"
 # sha256 of the bytes that last passed the blocking import-rules check; the upload sends nothing else.
 PASSED_CHECK_RECORD = "import_rules_passed.json"
 PIN_PREFIX = ".pinned."
@@ -334,12 +336,19 @@ class DataSet:
         half-old; returns False (and only records the import apart) when Canvas skipped diffing it: Canvas
         then dropped nothing and diffs the next import against the old base, and so must the pipeline."""
         record = self._import_record(sis_import, fingerprints, self.diffed_files)
+        exceeded_deleted = self.directory / EXCEEDED_DELETED_ENROLLMENTS
         if sis_import.get("diffing_threshold_exceeded"):
             record["diffed_against_import_id"] = (self.last_import() or {}).get("import_id")
+            if "enrollments" in self.diffed_files:
+                # Canvas applied its deleted rows but diffs against the old base, where they may be active:
+                # the term build must keep sending them deleted, as for a baseline's.
+                with atomic_path(exceeded_deleted) as tmp:
+                    _write_deleted_enrollments(self.csv_path("enrollments"), tmp)
             atomic_write_text(self.threshold_exceeded_path, json.dumps(record, indent=2, sort_keys=True))
             return False
         self._swap_baseline(LAST_IMPORTED, record, self.diffed_files)
         self.threshold_exceeded_path.unlink(missing_ok=True)
+        exceeded_deleted.unlink(missing_ok=True)
         return True
 
     def record_undiffed_import(self, sis_import: dict[str, Any], fingerprints: dict[str, str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from assets.transform import canvas_district_csvs, canvas_district_import_rules, canvas_term_csvs, canvas_term_import_rules
 from assets.upload import sis_import_district, sis_import_term
+from pipeline.canvas_data_set import DataSet
 from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN, DemoCanvasServer
 from pipeline.partitions import discover_term_keys
 from pipeline.resources.canvas import CanvasClient, CanvasUploadPolicy
@@ -110,3 +111,22 @@ def test_a_user_canvas_knows_keeps_their_login_against_a_new_duplicate(data_dir,
         held = {u["sis_id"]: u["workflow_state"] for u in canvas.state.users() if u["sis_id"] in ("u-zz", "u-aa")}
         assert held == {"u-zz": "suspended" if change == "holder suspended" else "active"}  # u-aa left out, counted
         assert [e["workflow_state"] for e in canvas.state.enrollments() if e["user_sis_id"] == "u-zz"] == ["active"]
+
+
+def test_a_deleted_enrollment_stays_deleted_when_canvas_did_not_diff_the_import_that_deleted_it(data_dir, instance):
+    mapping = MappingSettings()
+    night_1 = district(["fall-2026"])
+    night_1["users"].append(user("u-x", "student", "Ex", "Student"))
+    night_1["enrollments"].append(enrollment("e-x", "u-x", "cls-f1", "student"))
+    joining = [enrollment(f"e-n{i}", "u-s", f"cls-f{i}", "teacher") for i in range(20)]  # beyond change_threshold
+    deleted = dict(night_1, enrollments=night_1["enrollments"][:-1] + joining
+                   + [enrollment("e-x", "u-x", "cls-f1", "student", status="tobedeleted")])
+    purged = dict(deleted, enrollments=deleted["enrollments"][:-1])
+    tombstone = {"course_id": "cls-f1", "section_id": "cls-f1", "user_id": "u-x", "role": "student", "status": "deleted"}
+    with DemoCanvasServer(polls_to_finish=1) as canvas:
+        sync_night(data_dir, instance, canvas, mapping, night_1, "2026-09-01")
+        sync_night(data_dir, instance, canvas, mapping, deleted, "2026-09-02")
+        assert DataSet.for_name(data_dir, "fall-2026").last_threshold_exceeded_import() is not None
+        # Canvas still diffs against night 1, where u-x was active: the row must go on saying deleted.
+        sync_night(data_dir, instance, canvas, mapping, purged, "2026-09-03")
+        assert tombstone in read_csv(data_dir.canvas_dir("fall-2026") / "enrollments.csv")

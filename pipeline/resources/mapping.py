@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import settings
-from pipeline.canvas_data_set import DELETED_ENROLLMENTS, DISTRICT, DataSet
+from pipeline.canvas_data_set import DELETED_ENROLLMENTS, DISTRICT, EXCEEDED_DELETED_ENROLLMENTS, DataSet
 from pipeline.datadir import DataDir
 from pipeline.oneroster.schema import ENTITIES
 
@@ -251,18 +251,19 @@ def _register_imported_logins(conn: duckdb.DuckDBPyConnection, users_csv: Path) 
 
 
 def _register_last_import(conn: duckdb.DuckDBPyConnection, folder: Path | None) -> None:
-    """From the term data set's last Canvas import: rb_imported_section(section_id), its sections, and
-    rb_imported_deleted_enrollment(section_id, user_id, role), its enrollments sent as deleted."""
-    def csv_of(file: str) -> str | None:
-        path = folder / file if folder is not None else None
-        return f"read_csv({sql_literal(str(path))}, header = true, all_varchar = true)" if path and path.is_file() else None
-
-    sections, deleted = csv_of("sections.csv"), csv_of(DELETED_ENROLLMENTS)
+    """From the term data set's last Canvas import (`folder`, its last_imported/): rb_imported_section
+    (section_id), its sections, and rb_imported_deleted_enrollment (section_id, user_id, role), its
+    enrollments sent as deleted, with those of an import Canvas applied without diffing since."""
+    sections = folder / "sections.csv" if folder is not None else None
+    deleted = [str(path) for path in (folder / DELETED_ENROLLMENTS, folder.parent / EXCEEDED_DELETED_ENROLLMENTS)
+               if path.is_file()] if folder is not None else []
     conn.execute("CREATE TABLE rb_imported_section AS " + (
-        f"SELECT DISTINCT section_id FROM {sections}" if sections else "SELECT NULL::VARCHAR AS section_id LIMIT 0"))
+        f"SELECT DISTINCT section_id FROM read_csv({sql_literal(str(sections))}, header = true, all_varchar = true)"
+        if sections is not None and sections.is_file() else "SELECT NULL::VARCHAR AS section_id LIMIT 0"))
     conn.execute("CREATE TABLE rb_imported_deleted_enrollment AS " + (
-        f"SELECT DISTINCT section_id, user_id, role FROM {deleted}" if deleted
-        else "SELECT NULL::VARCHAR AS section_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS role LIMIT 0"))
+        "SELECT DISTINCT section_id, user_id, role FROM read_csv(?, header = true, all_varchar = true)" if deleted
+        else "SELECT NULL::VARCHAR AS section_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS role LIMIT 0"),
+        [deleted] if deleted else None)
 
 
 def _register_sources(conn: duckdb.DuckDBPyConnection, data_dir: DataDir) -> None:
