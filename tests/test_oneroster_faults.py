@@ -501,3 +501,22 @@ def test_records_added_during_a_concurrent_read_are_not_taken_for_a_deletion():
                                            envelope_keys=("orgs",))
     assert read[:9] == [r["sourcedId"] for r in schools(9)]
     assert len(first_pages) == 1  # one read: nothing was taken for a deletion
+
+
+def test_passback_reads_the_sis_categories_again_when_one_is_deleted_during_the_read():
+    from pipeline.passback.objects import fetch_sis_categories
+
+    categories = [{"sourcedId": f"cat{i}", "status": "active", "title": f"T{i}"} for i in range(10)]
+    categories[4]["status"] = "Inactive"
+    calls = []
+
+    def answer(query):
+        calls.append(query)
+        offset = int(query.get("offset", 0))
+        total = 10 if len(calls) == 1 else 9  # one category deleted after the first page
+        return 200, {"X-Total-Count": str(total)}, {"categories": categories[:total][offset:offset + 3]}
+
+    with provider(answer) as (root, _):
+        with client(root, max_concurrency=1, page_size=3).open() as session:
+            read = fetch_sis_categories(session)
+    assert read.column("sourcedId").to_pylist() == [f"cat{i}" for i in range(9) if i != 4]

@@ -45,14 +45,19 @@ def sql_path(path: Path) -> str:
 
 
 def fetch_sis_categories(session) -> pa.Table:
-    """The SIS's live categories (match mode): what existing category each assignment group maps to."""
-    ids, titles = [], []
-    for page in session.iter_pages("/categories", envelope_keys=("categories",)):
-        for category in page:
-            if category.get("status") != "tobedeleted" and category.get("sourcedId"):
-                ids.append(category["sourcedId"])
-                titles.append(category.get("title") or "")
-    return pa.table({"sourcedId": pa.array(ids, pa.string()), "title": pa.array(titles, pa.string())})
+    """The SIS's live categories (match mode): what existing category each assignment group maps to.
+    Read again once if categories are deleted during the read (offset paging may skip one then)."""
+    def live(pages) -> pa.Table:
+        ids, titles = [], []
+        for page in pages:
+            for category in page:
+                status = (category.get("status") or "").strip().lower()
+                if status not in ("tobedeleted", "inactive") and category.get("sourcedId"):
+                    ids.append(category["sourcedId"])
+                    titles.append(category.get("title") or "")
+        return pa.table({"sourcedId": pa.array(ids, pa.string()), "title": pa.array(titles, pa.string())})
+
+    return session.read_collection("/categories", live, envelope_keys=("categories",))
 
 
 def bind_inputs(
