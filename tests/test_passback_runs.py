@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -15,9 +17,10 @@ from pipeline.datadir import DataDir
 from pipeline.demo.canvas_server import DEMO_CANVAS_TOKEN
 from pipeline.demo.oneroster_server import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from pipeline.passback.config import PassbackSettings
+from pipeline.passback.ledger import Ledger
 from pipeline.resources.canvas import CanvasClient
 from pipeline.resources.oneroster import OneRosterClient
-from tests.test_passback_e2e import TERM, stack
+from tests.test_passback_e2e import KILLABLE_RUN, TERM, stack
 
 STACK_ENV = "ROSTERBRIDGE_TEST_PASSBACK_STACK"
 
@@ -124,45 +127,44 @@ def test_re_executing_an_old_failed_run_never_sends_its_grades_over_a_newer_runs
 
 def test_two_sends_of_one_term_never_overlap_however_they_were_launched(tmp_path):
     with stack(tmp_path) as s:
-        s.roster.allow_category_writes = False  # a first run leaves objects to send and sends none of them
-        assert not s.defs.resolve_job_def("gradebook_passback").execute_in_process(
-            partition_key=TERM, instance=s.instance, raise_on_error=False).success
-        assert not s.provider_results()
-        s.roster.allow_category_writes = True
-        s.roster.latency_seconds = 0.01  # slow enough for the second send to start while the first is sending
-
-        # Two runs of only gradebook/sis_passback, as `dagster asset materialize` starts them: in process,
-        # without the sensor's tag, so no run-queue limit holds them; only the send lock does.
-        passback_only = s.defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={passback.PASSBACK})
-        results: dict[str, dg.ExecuteInProcessResult] = {}
-
-        def send(name: str) -> None:
-            results[name] = passback_only.execute_in_process(partition_key=TERM, instance=s.instance,
-                                                             raise_on_error=False)
-
-        requests_before = s.roster.stats.requests
-        first = threading.Thread(target=send, args=("first",))
-        first.start()
-        deadline = time.monotonic() + 60
-        while s.roster.stats.requests == requests_before:  # the first run is sending
-            assert first.is_alive() and time.monotonic() < deadline
-            time.sleep(0.01)
-        send("second")
-        first.join(timeout=120)
-        assert s.roster.stats.requests > requests_before + 1 and first.is_alive() is False
-
-        assert results["first"].success
-        assert not results["second"].success
-        [message] = failure_messages(results["second"])
+        s.roster.latency_seconds = 0.02  # the first run sends for seconds: the second gathers and computes meanwhile
+        requests_before = s.roster.stats.requests  # the nightly sync's reads
+        # The first: a run in another process, on another Dagster instance (another shell's `dagster job
+        # execute`), so no run queue or tag limit can see both runs; only the send lock does.
+        argv = json.dumps({"data_dir": s.data_dir.root, "roster": [s.roster.base_url, s.roster.token_url],
+                           "canvas": s.canvas.base_url, "term": TERM, "run_config": {}})
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        first = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, argv], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while s.roster.stats.requests == requests_before:  # the first run is sending
+                assert first.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+            # The second: a whole run in this process, as `dagster asset materialize` runs it. Its Canvas
+            # export is newer than the first's, so only the lock stops it from sending at the same time.
+            second = s.defs.resolve_job_def("gradebook_passback").execute_in_process(
+                partition_key=TERM, instance=s.instance, raise_on_error=False)
+            still_sending = first.poll() is None
+        finally:
+            assert first.wait(timeout=120) == 0
+        assert still_sending, "the first run ended before the second tried to send: slow the SIS down"
+        assert step_failures(second) == ["gradebook__sis_passback"]
+        [message] = failure_messages(second)
         assert f"another passback run of term {TERM} is sending to the SIS now" in message
+
         # Every object went to the SIS exactly once: one PUT per object the ledger holds, nothing else.
-        held = results["first"].get_asset_materialization_events()[0].materialization.metadata["ledger_accepted"]
-        assert s.roster.stats.requests - requests_before == sum(held.value.values())
+        with Ledger.for_term(s.data_dir.gradebook_dir(TERM)) as ledger:
+            held = sum(ledger.counts().values())
+        assert s.roster.stats.requests - requests_before == held
         assert {k: v for k, v in s.provider_results().items() if k[1] is not None} == s.canvas_expected()
 
-        # The lock is released with the send: the next run goes ahead (and has nothing left to send).
-        after = passback_only.execute_in_process(partition_key=TERM, instance=s.instance)
-        assert after.get_asset_materialization_events()[0].materialization.metadata["sent"].value == 0
+        # The lock went with the first run's process: a new run goes ahead (and has nothing left to send).
+        s.roster.latency_seconds = 0
+        after = s.defs.resolve_job_def("gradebook_passback").execute_in_process(partition_key=TERM, instance=s.instance)
+        sent = [e.materialization.metadata["sent"].value for e in after.get_asset_materialization_events()
+                if e.materialization.asset_key == passback.PASSBACK]
+        assert sent == [0]
 
 
 def test_objects_and_passback_materialized_on_their_own_use_the_latest_upstream(tmp_path):
